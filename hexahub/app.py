@@ -1,0 +1,60 @@
+"""create_app(): middleware and each domain's router, nothing else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from hexahub import __version__
+from hexahub.core.errors import install_error_handlers
+from hexahub.core.health import router as health_router
+from hexahub.core.http import RequestContextMiddleware
+from hexahub.core.runtime import Runtime
+from hexahub.settings import Settings, get_settings
+from hexahub.web import pages
+
+log = logging.getLogger("hexahub.app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        app.state.runtime = runtime
+        # API replicas in broker mode only hand work to `hexahub worker` processes.
+        await runtime.start_queue(consume=settings.queue_backend == "inprocess")
+        await pages.announce_setup_link(runtime)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="HexaHub",
+        version=__version__,
+        description="Self-hosted AI workspace and homelab control plane.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        hsts=settings.behind_tls,
+    )
+    app.include_router(health_router)
+    pages.mount(app)
+    return app

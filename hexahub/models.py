@@ -1,0 +1,7 @@
+"""Imports every domain's tables so Alembic and tests see the whole schema."""
+
+from hexahub.core.db import Base
+from hexahub.core.queue import models as _queue_models  # noqa: F401
+from hexahub.identity import models as _identity_models  # noqa: F401
+
+metadata = Base.metadata

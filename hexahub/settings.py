@@ -1,0 +1,305 @@
+"""Every HexaHub setting, in one place.
+
+Settings come from (highest priority first): keyword arguments, `HEXAHUB_*` environment
+variables, a `.env` file in the working directory, the YAML config file named by
+`HEXAHUB_CONFIG_FILE` (default `<data_dir>/hexahub.yaml` when it exists), then defaults.
+docs/configuration.md lists each one; tests/test_settings.py checks that list is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "HEXAHUB_"
+
+
+class ConfigFileError(ValueError):
+    """The YAML config file cannot be read or is not a mapping."""
+
+
+def _config_file_path() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_dir = Path(os.environ.get(f"{ENV_PREFIX}DATA_DIR", "./data")).expanduser()
+    candidate = data_dir / "hexahub.yaml"
+    return candidate if candidate.exists() else None
+
+
+class YamlConfigSource(PydanticBaseSettingsSource):
+    """Reads settings from a YAML mapping whose keys are the setting names (lower case)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data: dict[str, Any] = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        if not self.path.exists():
+            raise ConfigFileError(
+                f"config file {self.path} does not exist; create it or unset "
+                f"{ENV_PREFIX}CONFIG_FILE"
+            )
+        try:
+            loaded = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigFileError(f"config file {self.path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            return {}
+        if not isinstance(loaded, dict):
+            raise ConfigFileError(f"config file {self.path} must hold a mapping of settings")
+        unknown = sorted(set(loaded) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ConfigFileError(
+                f"config file {self.path} has unknown settings: {', '.join(unknown)}"
+            )
+        return loaded
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.data.items() if value is not None}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- server
+    host: str = Field("127.0.0.1", description="Address `hexahub serve` binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `hexahub serve` listens on.")
+    workers: int = Field(1, ge=1, description="Number of uvicorn worker processes.")
+    public_url: str = Field(
+        "",
+        description="Externally visible base URL (e.g. https://hub.example.org). Used in "
+        "links HexaHub prints and to turn on HSTS when it starts with https://.",
+    )
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Directory for the SQLite database, config file and other local state.",
+    )
+    config_file: Path | None = Field(
+        None,
+        description="YAML file with settings (keys are the names below in lower case). "
+        "Defaults to <data_dir>/hexahub.yaml when that file exists.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key for signing session tokens. Generated and stored in "
+        "<data_dir>/secret_key on first start when unset; set it explicitly when running "
+        "several replicas.",
+    )
+
+    # --- database
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL. Empty means SQLite at <data_dir>/hexahub.db. "
+        "PostgreSQL: postgresql://user:pass@host/db (the asyncpg driver is chosen for you).",
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
+    database_echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+
+    # --- shared state and queue
+    redis_url: str = Field(
+        "",
+        description="Redis URL (redis://host:6379/0). When set, counters, caches and rate "
+        "limits are shared through Redis; otherwise they live in the process.",
+    )
+    queue_backend: Literal["inprocess", "broker"] = Field(
+        "inprocess",
+        description="`inprocess` runs background work inside the server process; `broker` "
+        "sends it over HEXAHUB_BROKER_URL to `hexahub worker` processes.",
+    )
+    broker_url: str = Field(
+        "",
+        description="Task broker for queue_backend=broker: redis://host:6379/1 (Redis "
+        "streams) or nats://host:4222 (NATS JetStream).",
+    )
+    queue_concurrency: int = Field(
+        4, ge=1, description="Tasks one server or worker process runs at the same time."
+    )
+    queue_max_attempts: int = Field(
+        5, ge=1, description="Attempts before a failing task is moved to the dead-letter list."
+    )
+    queue_retry_base_seconds: float = Field(
+        2.0, gt=0, description="First retry delay; each further retry doubles it."
+    )
+    queue_retry_max_seconds: float = Field(
+        300.0, gt=0, description="Upper bound on a single retry delay."
+    )
+    queue_task_timeout_seconds: float = Field(
+        3600.0, gt=0, description="A task running longer than this is failed and retried."
+    )
+
+    # --- HTTP behaviour
+    max_request_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Requests with a larger body get 413."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (comma separated in env).",
+    )
+
+    # --- logging and metrics
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level that is logged."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json` writes one JSON object per line (for log shippers)."
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+
+    # --- local models (checked by `hexahub doctor`)
+    models_dir: Path | None = Field(
+        None, description="Directory of extra GGUF model files. Defaults to <data_dir>/models."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError(
+                "HEXAHUB_DATABASE_URL must start with sqlite:// or postgresql:// "
+                f"(got {value.split(':', 1)[0]}://...)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("HEXAHUB_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "nats://", "tls://")):
+            raise ValueError("HEXAHUB_BROKER_URL must start with redis:// or nats://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_broker(self) -> Settings:
+        if self.queue_backend == "broker" and not self.broker_url:
+            raise ValueError(
+                "HEXAHUB_QUEUE_BACKEND=broker needs HEXAHUB_BROKER_URL "
+                "(redis://host:6379/1 or nats://host:4222)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            YamlConfigSource(settings_cls, _config_file_path()),
+        )
+
+    # --- derived values
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL actually used."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'hexahub.db').resolve()}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+            return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def behind_tls(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def resolved_secret_key(self) -> str:
+        """The signing key: configured, or generated once and kept in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        key_file = self.data_dir / "secret_key"
+        if key_file.exists():
+            return key_file.read_text(encoding="utf-8").strip()
+        import secrets
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key)
+        return key
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as plain values, with secrets and URL passwords hidden."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown[name] = "********" if value.get_secret_value() else ""
+            elif isinstance(value, str) and "://" in value:
+                shown[name] = redact_url(value)
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a URL like scheme://user:password@host/..."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}" if ":" in creds else url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
