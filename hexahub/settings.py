@@ -299,6 +299,22 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:********@{host}" if ":" in creds else url
 
 
+def settings_reference() -> str:
+    """docs/configuration.md's table of settings, made from the fields above."""
+    lines = [
+        "| environment variable | YAML key | default | what it does |",
+        "|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, Path):
+            default = str(default)
+        shown = "(empty)" if default in ("", None, []) else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | `{name}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""

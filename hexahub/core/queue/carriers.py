@@ -127,6 +127,11 @@ class TaskiqCarrier:
             self._opened = False
 
 
+async def _log_nats_error(exc: Exception) -> None:
+    # nats-py prints a full traceback for every failed connection attempt by default.
+    log.warning("NATS: %s", exc or type(exc).__name__)
+
+
 def _make_broker(url: str, namespace: str) -> Any:
     if url.startswith(("nats://", "tls://")):
         from taskiq_nats import PullBasedJetStreamBroker
@@ -139,6 +144,7 @@ def _make_broker(url: str, namespace: str) -> Any:
             pull_consume_timeout=1.0,
             connect_timeout=3,
             max_reconnect_attempts=3,
+            error_cb=_log_nats_error,
         )
     from taskiq_redis import RedisStreamBroker
 
