@@ -61,5 +61,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # Access lines duplicate our own request log line, which carries the request id.
+    # Access lines duplicate our own request log line, which carries the request id;
+    # taskiq logs every task it hands over, which our queue already records.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("taskiq").setLevel(max(root.level, logging.WARNING))

@@ -33,3 +33,13 @@ class WebSession(IdMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     ip: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     user_agent: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+
+
+class InstanceFlag(Base):
+    """One-time facts about this installation. The primary key makes each happen once,
+    even when several requests or replicas race (e.g. the first-admin setup)."""
+
+    __tablename__ = "instance_flags"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

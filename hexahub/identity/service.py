@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hexahub.core.db import utcnow
 from hexahub.core.errors import Conflict, Forbidden, Unauthenticated, ValidationFailed
-from hexahub.identity.models import User, WebSession
+from hexahub.identity.models import InstanceFlag, User, WebSession
 
 SESSION_LIFETIME = timedelta(hours=12)
+FIRST_ADMIN_FLAG = "first_admin_created"
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
@@ -95,6 +96,9 @@ async def create_first_admin(
         password_hash=await hash_password(password),
         is_admin=True,
     )
+    # Two setups racing with different e-mails both pass the count above; only one can
+    # insert this flag, so only one commits.
+    db.add(InstanceFlag(name=FIRST_ADMIN_FLAG))
     db.add(user)
     try:
         await db.commit()
