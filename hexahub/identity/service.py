@@ -1,45 +1,35 @@
-"""Accounts and browser sessions. Knows nothing of HTTP."""
+"""Accounts: creating, signing in, changing, disabling and deleting people.
+
+Knows nothing of HTTP. Sessions live in sessions.py, API keys in keys.py, organisations
+and workspaces in workspaces.py, the audit log in audit.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import re
-import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hexahub.core.db import utcnow
-from hexahub.core.errors import Conflict, Forbidden, Unauthenticated, ValidationFailed
-from hexahub.identity.models import InstanceFlag, User, WebSession
+from hexahub.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from hexahub.identity import audit, keys, sessions, workspaces
+from hexahub.identity.limits import Limiter
+from hexahub.identity.models import InstanceFlag, User
 
-SESSION_LIFETIME = timedelta(hours=12)
 FIRST_ADMIN_FLAG = "first_admin_created"
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
+MAX_DISPLAY_NAME = 200
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _hasher = PasswordHasher()
 # Verifying against this when the account does not exist keeps timing uniform.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-@dataclass(frozen=True)
-class SessionGrant:
-    """A new browser session: the raw token goes in the cookie, only its hash is kept."""
-
-    token: str
-    user: User
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def setup_token(secret_key: str) -> str:
@@ -51,17 +41,32 @@ def check_setup_token(secret_key: str, candidate: str) -> bool:
     return hmac.compare_digest(setup_token(secret_key), candidate or "")
 
 
-def validate_new_account(email: str, password: str, display_name: str) -> str:
-    """Return the normalised e-mail, or raise ValidationFailed saying what is wrong."""
+def normalise_email(email: str) -> str:
     normalised = email.strip().lower()
     if not _EMAIL.match(normalised):
         raise ValidationFailed("email: enter an address like name@example.org")
+    return normalised
+
+
+def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed(f"password: use at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationFailed(f"password: use at most {MAX_PASSWORD_LENGTH} characters")
-    if len(display_name) > 200:
-        raise ValidationFailed("display_name: use at most 200 characters")
+
+
+def check_display_name(display_name: str) -> str:
+    if len(display_name) > MAX_DISPLAY_NAME:
+        raise ValidationFailed(f"display_name: use at most {MAX_DISPLAY_NAME} characters")
+    return display_name.strip()
+
+
+def validate_new_account(email: str, password: str | None, display_name: str) -> str:
+    """Return the normalised e-mail, or raise ValidationFailed saying what is wrong."""
+    normalised = normalise_email(email)
+    if password is not None:
+        check_password_rules(password)
+    check_display_name(display_name)
     return normalised
 
 
@@ -76,31 +81,92 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return False
     return await asyncio.to_thread(check)
+
+
+def public_user(user: User) -> dict[str, Any]:
+    """The fields of a user that may be shown and audited (never the password hash)."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_admin": user.is_admin,
+        "is_active": user.is_active,
+        "has_password": user.password_hash is not None,
+        "created_at": user.created_at.isoformat() if user.created_at else None,
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+    }
 
 
 async def count_users(db: AsyncSession) -> int:
     return int(await db.scalar(select(func.count()).select_from(User)) or 0)
 
 
-async def create_first_admin(
-    db: AsyncSession, *, email: str, password: str, display_name: str = ""
+async def get_user(db: AsyncSession, user_id: str) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+async def find_user_by_email(db: AsyncSession, email: str) -> User | None:
+    return await db.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+async def list_users(db: AsyncSession) -> list[User]:
+    return list((await db.scalars(select(User).order_by(User.email))).all())
+
+
+async def create_user(
+    db: AsyncSession,
+    *,
+    email: str,
+    password: str | None,
+    display_name: str = "",
+    is_admin: bool = False,
 ) -> User:
-    """Create the first account, an administrator. Refused once any account exists."""
+    """Add an account to the caller's transaction. `password=None`: SSO-only account."""
     normalised = validate_new_account(email, password, display_name)
-    if await count_users(db) > 0:
-        raise Conflict("setup is already done; sign in with an existing account")
+    if await find_user_by_email(db, normalised) is not None:
+        raise Conflict(f"an account with the e-mail {normalised} already exists")
     user = User(
         email=normalised,
         display_name=display_name.strip() or normalised.split("@")[0],
-        password_hash=await hash_password(password),
-        is_admin=True,
+        password_hash=await hash_password(password) if password is not None else None,
+        is_admin=is_admin,
     )
-    # Two setups racing with different e-mails both pass the count above; only one can
-    # insert this flag, so only one commits.
-    db.add(InstanceFlag(name=FIRST_ADMIN_FLAG))
     db.add(user)
+    await db.flush()
+    return user
+
+
+async def create_first_admin(
+    db: AsyncSession, *, email: str, password: str, display_name: str = ""
+) -> User:
+    """Create the first account, an administrator, with a default organisation and
+    workspace that they own. Refused once any account exists."""
+    validate_new_account(email, password, display_name)
+    if await count_users(db) > 0:
+        raise Conflict("setup is already done; sign in with an existing account")
     try:
+        # Two setups racing with different e-mails both pass the count above; only one
+        # can insert this flag, so only one commits.
+        db.add(InstanceFlag(name=FIRST_ADMIN_FLAG))
+        await db.flush()
+        user = await create_user(
+            db, email=email, password=password, display_name=display_name, is_admin=True
+        )
+        await workspaces.create_default_home(db, user)
+        audit.record(
+            db,
+            "instance.setup",
+            user=user,
+            target_type="user",
+            target_id=user.id,
+            after=public_user(user),
+        )
         await db.commit()
     except IntegrityError as exc:
         await db.rollback()
@@ -109,7 +175,7 @@ async def create_first_admin(
 
 
 async def authenticate(db: AsyncSession, *, email: str, password: str) -> User:
-    user = await db.scalar(select(User).where(User.email == email.strip().lower()))
+    user = await find_user_by_email(db, email)
     valid = await verify_password(user.password_hash if user else None, password)
     if user is None or not valid:
         raise Unauthenticated("wrong e-mail or password")
@@ -118,37 +184,69 @@ async def authenticate(db: AsyncSession, *, email: str, password: str) -> User:
     return user
 
 
-async def start_session(
-    db: AsyncSession, user: User, *, ip: str = "", user_agent: str = ""
-) -> SessionGrant:
-    token = secrets.token_urlsafe(32)
-    db.add(
-        WebSession(
-            token_hash=_hash_token(token),
-            user_id=user.id,
-            expires_at=utcnow() + SESSION_LIFETIME,
-            ip=ip[:64],
-            user_agent=user_agent[:300],
+async def password_sign_in(
+    db: AsyncSession, limiter: Limiter, *, email: str, password: str, ip: str
+) -> User:
+    """Check a password sign-in, slowing repeated failures per account and per IP.
+
+    Failures are audited and committed here; on success the caller starts a session and
+    commits the `auth.login` event added here together with it.
+    """
+    await limiter.check_login_allowed(email, ip)
+    try:
+        user = await authenticate(db, email=email, password=password)
+    except (Unauthenticated, Forbidden) as exc:
+        await limiter.login_failed(email, ip)
+        await audit.record_now(
+            db,
+            "auth.login",
+            outcome="denied",
+            actor_label=email.strip().lower()[:320],
+            ip=ip,
+            details={"method": "password", "reason": exc.message},
         )
+        raise
+    await limiter.login_succeeded(email, ip)
+    audit.record(
+        db,
+        "auth.login",
+        user=user,
+        ip=ip,
+        target_type="user",
+        target_id=user.id,
+        details={"method": "password"},
     )
-    await db.commit()
-    return SessionGrant(token=token, user=user)
+    return user
 
 
-async def session_user(db: AsyncSession, token: str | None) -> User | None:
-    """The active user a session cookie belongs to, or None."""
-    if not token:
-        return None
-    row = await db.execute(
-        select(User)
-        .join(WebSession, WebSession.user_id == User.id)
-        .where(WebSession.token_hash == _hash_token(token), WebSession.expires_at > utcnow())
-    )
-    user = row.scalar_one_or_none()
-    return user if user is not None and user.is_active else None
+async def change_password(
+    db: AsyncSession, user: User, *, current: str | None, new: str, keep_session: str | None
+) -> None:
+    """Set a new password; every other session of the user ends."""
+    if user.password_hash is not None and not await verify_password(
+        user.password_hash, current or ""
+    ):
+        raise Forbidden("current_password: that is not your current password")
+    check_password_rules(new)
+    user.password_hash = await hash_password(new)
+    await sessions.revoke_all_for_user(db, user.id, "password changed", keep=keep_session)
+    await db.flush()
 
 
-async def end_session(db: AsyncSession, token: str | None) -> None:
-    if token:
-        await db.execute(delete(WebSession).where(WebSession.token_hash == _hash_token(token)))
-        await db.commit()
+async def set_active(db: AsyncSession, user: User, active: bool) -> None:
+    """Disable or enable an account; disabling ends its sessions and keys at once."""
+    user.is_active = active
+    if not active:
+        await sessions.revoke_all_for_user(db, user.id, "account disabled")
+        await keys.revoke_user_keys(db, user.id)
+    await db.flush()
+
+
+async def delete_user(db: AsyncSession, user: User) -> None:
+    """Delete an account; refused while they are the only owner of a workspace."""
+    sole = await workspaces.workspaces_solely_owned_by(db, user.id)
+    if sole:
+        names = ", ".join(w.name for w in sole)
+        raise Conflict(f"{user.email} is the only owner of: {names}; transfer ownership first")
+    await db.delete(user)
+    await db.flush()

@@ -24,9 +24,16 @@ from starlette.responses import Response
 
 from hexahub import __version__
 from hexahub.core.deps import DbSession, RuntimeDep
-from hexahub.core.errors import Conflict, Forbidden, Unauthenticated, ValidationFailed
+from hexahub.core.errors import (
+    Conflict,
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 from hexahub.core.runtime import Runtime
-from hexahub.identity import service
+from hexahub.identity import service, sessions
+from hexahub.identity.authz import SESSION_COOKIE, client_ip
 from hexahub.identity.models import User
 from hexahub.settings import Settings
 from hexahub.web.csrf import CSRF_FIELD, CsrfRejected, attach_csrf_cookie, csrf_token, require_csrf
@@ -36,7 +43,6 @@ log = logging.getLogger("hexahub.web")
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
 TEMPLATES_DIR = WEB_DIR / "templates"
-SESSION_COOKIE = "hexahub_session"
 
 templates = Jinja2Templates(
     env=jinja2.Environment(
@@ -106,6 +112,12 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _sso_name(request: Request) -> str:
+    """The SSO button's label, or "" when single sign-on is not configured."""
+    settings = _settings(request)
+    return settings.oidc_display_name if settings.oidc_issuer else ""
+
+
 def _settings(request: Request) -> Settings:
     runtime: Runtime = request.app.state.runtime
     return runtime.settings
@@ -143,7 +155,7 @@ def _set_session_cookie(response: Response, settings: Settings, token: str) -> N
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=int(service.SESSION_LIFETIME.total_seconds()),
+        max_age=settings.session_absolute_timeout_hours * 3600,
         path="/",
         secure=settings.behind_tls,
         httponly=True,
@@ -158,14 +170,14 @@ def _clear_session_cookie(response: Response, settings: Settings) -> None:
 
 
 def _client(request: Request) -> dict[str, str]:
-    return {
-        "ip": request.client.host if request.client else "",
-        "user_agent": request.headers.get("user-agent", ""),
-    }
+    return {"ip": client_ip(request), "user_agent": request.headers.get("user-agent", "")}
 
 
 async def _signed_in(request: Request, db: DbSession) -> User | None:
-    return await service.session_user(db, request.cookies.get(SESSION_COOKIE))
+    found = await sessions.browser_session(
+        db, _settings(request), request.cookies.get(SESSION_COOKIE)
+    )
+    return found[0] if found else None
 
 
 SignedIn = Annotated[User | None, Depends(_signed_in)]
@@ -237,7 +249,9 @@ async def setup_submit(
             {"token": token, "error": exc.message, "form": form},
             status_code=exc.status_code,
         )
-    grant = await service.start_session(db, user, **_client(request))
+    grant = await sessions.start_browser_session(
+        db, user, runtime.settings, **_client(request)
+    )
     log.info("first administrator %s created", user.email)
     response = redirect("/")
     _set_session_cookie(response, runtime.settings, grant.token)
@@ -271,7 +285,11 @@ async def login_page(request: Request, db: DbSession, user: SignedIn, next: str 
         return redirect(safe_next(next))
     if await service.count_users(db) == 0:
         return redirect("/setup")
-    return render(request, "login.html", {"next": safe_next(next), "email": "", "error": ""})
+    return render(
+        request,
+        "login.html",
+        {"next": safe_next(next), "email": "", "error": "", "sso_name": _sso_name(request)},
+    )
 
 
 @router.post("/login", dependencies=[CsrfChecked])
@@ -285,18 +303,25 @@ async def login_submit(
 ) -> Response:
     target = safe_next(next)
     try:
-        user = await service.authenticate(db, email=email, password=password)
-    except (Unauthenticated, Forbidden) as exc:
+        user = await service.password_sign_in(
+            db, request.app.state.limiter, email=email, password=password, ip=client_ip(request)
+        )
+    except (Unauthenticated, Forbidden, RateLimited) as exc:
         message = "Wrong e-mail or password." if isinstance(exc, Unauthenticated) else exc.message
-        return render(
+        response = render(
             request,
             "login.html",
-            {"next": target, "email": email, "error": message},
+            {"next": target, "email": email, "error": message, "sso_name": _sso_name(request)},
             status_code=exc.status_code,
         )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     # A browser signing in again drops the session it held before.
-    await service.end_session(db, request.cookies.get(SESSION_COOKIE))
-    grant = await service.start_session(db, user, **_client(request))
+    await sessions.end_browser_session(db, request.cookies.get(SESSION_COOKIE))
+    grant = await sessions.start_browser_session(
+        db, user, runtime.settings, **_client(request)
+    )
     response = redirect(target)
     _set_session_cookie(response, runtime.settings, grant.token)
     return response
@@ -304,7 +329,7 @@ async def login_submit(
 
 @router.post("/logout", dependencies=[CsrfChecked])
 async def logout(request: Request, runtime: RuntimeDep, db: DbSession) -> Response:
-    await service.end_session(db, request.cookies.get(SESSION_COOKIE))
+    await sessions.end_browser_session(db, request.cookies.get(SESSION_COOKIE))
     response = redirect("/login")
     _clear_session_cookie(response, runtime.settings)
     return response
