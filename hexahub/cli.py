@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hexahub import __version__
+from hexahub.identity.cli import key_app, user_app
 from hexahub.settings import ConfigFileError, Settings, get_settings, redact_url
 
 app = typer.Typer(
@@ -24,10 +25,15 @@ app = typer.Typer(
     help="HexaHub: a self-hosted AI workspace and homelab control plane.",
     no_args_is_help=True,
     add_completion=False,
+    # Local variables can hold passwords and keys: never print them in a traceback.
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_short=True,
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Inspect and manage background tasks.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
 app.add_typer(tasks_app, name="tasks")
 
 console = Console()
@@ -172,8 +178,7 @@ def doctor() -> None:
     mark = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     console.print(f"[bold]HexaHub {__version__} doctor[/bold]")
     for finding in findings:
-        console.print(f"{mark[finding.status]} {finding.check}: {finding.detail}",
-                      highlight=False)
+        console.print(f"{mark[finding.status]} {finding.check}: {finding.detail}", highlight=False)
         if finding.fix and finding.status != "ok":
             console.print(f"     -> {finding.fix}", highlight=False)
         elif finding.fix:
@@ -181,8 +186,10 @@ def doctor() -> None:
     failed = [f for f in findings if f.status == FAIL]
     warned = [f for f in findings if f.status == WARN]
     if failed:
-        console.print(f"[red]{len(failed)} problem(s) stop HexaHub from working; fix them "
-                      "as the arrows say.[/red]")
+        console.print(
+            f"[red]{len(failed)} problem(s) stop HexaHub from working; fix them "
+            "as the arrows say.[/red]"
+        )
         raise typer.Exit(1)
     summary = f" ({len(warned)} optional part(s) missing)" if warned else ""
     console.print(f"[green]HexaHub can run{summary}.[/green]")

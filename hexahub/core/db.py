@@ -91,11 +91,17 @@ def install_sqlite_pragmas(engine: Engine) -> None:
     event.listen(engine, "connect", _sqlite_pragmas)
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the folder a SQLite file will live in (a fresh data directory)."""
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        ensure_sqlite_directory(url)
         engine = create_async_engine(url, echo=echo)
         install_sqlite_pragmas(engine.sync_engine)
         return engine

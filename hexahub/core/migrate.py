@@ -11,6 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from hexahub.core.db import ensure_sqlite_directory
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +25,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations. Runs its own event loop: call it from sync code or a thread."""
+    ensure_sqlite_directory(url)
     command.upgrade(alembic_config(url), revision)
 
 
