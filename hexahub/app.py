@@ -14,11 +14,16 @@ from hexahub.core.errors import install_error_handlers
 from hexahub.core.health import router as health_router
 from hexahub.core.http import RequestContextMiddleware
 from hexahub.core.runtime import Runtime
+from hexahub.gateway import admin_api as gateway_admin_api
+from hexahub.gateway import api as gateway_api
+from hexahub.gateway.engine import Gateway
 from hexahub.identity import api as identity_api
+from hexahub.identity import oidc
 from hexahub.identity.keys import KeyUsage
 from hexahub.identity.limits import Limiter, RateLimitMiddleware
 from hexahub.settings import Settings, get_settings
-from hexahub.web import pages
+from hexahub.vault import api as vault_api
+from hexahub.web import pages, vault_pages
 
 log = logging.getLogger("hexahub.app")
 
@@ -35,10 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.limiter = Limiter(runtime.shared, settings)
         app.state.key_usage = KeyUsage(runtime.db.sessions)
         app.state.key_usage.start()
+        app.state.gateway = await Gateway.start(runtime)
         await pages.announce_setup_link(runtime)
         try:
             yield
         finally:
+            await app.state.gateway.stop()
             await app.state.key_usage.stop()
             await runtime.close()
 
@@ -65,5 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(identity_api.router)
+    app.include_router(oidc.router)
+    app.include_router(vault_api.router)
+    app.include_router(gateway_api.openai_router)
+    app.include_router(gateway_api.anthropic_router)
+    app.include_router(gateway_admin_api.router)
     pages.mount(app)
+    vault_pages.register_pages(app)
     return app

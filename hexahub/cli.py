@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hexahub import __version__
+from hexahub.gateway.cli import models_app, usage_command
 from hexahub.identity.cli import key_app, user_app
 from hexahub.settings import ConfigFileError, Settings, get_settings, redact_url
+from hexahub.vault.cli import secret_app, vault_app
 
 app = typer.Typer(
     name="hexahub",
@@ -34,6 +36,10 @@ tasks_app = typer.Typer(help="Inspect and manage background tasks.", no_args_is_
 app.add_typer(config_app, name="config")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
+app.add_typer(vault_app, name="vault")
+app.add_typer(secret_app, name="secret")
+app.add_typer(models_app, name="models")
+app.command("usage")(usage_command)
 app.add_typer(tasks_app, name="tasks")
 
 console = Console()

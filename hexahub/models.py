@@ -2,6 +2,8 @@
 
 from hexahub.core.db import Base
 from hexahub.core.queue import models as _queue_models  # noqa: F401
+from hexahub.gateway import models as _gateway_models  # noqa: F401
 from hexahub.identity import models as _identity_models  # noqa: F401
+from hexahub.vault import models as _vault_models  # noqa: F401
 
 metadata = Base.metadata

@@ -31,6 +31,13 @@ SELF_SERVICE = {
     ("POST", "/api/keys"),
     ("GET", "/api/workspaces"),
     ("POST", "/api/workspaces"),
+    # The model APIs count a request against the caller's own workspace.
+    ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 }
 REFUSED = {401, 403, 404}
 

@@ -1,0 +1,407 @@
+"""The model APIs: OpenAI-compatible /v1/chat/completions, /v1/completions,
+/v1/embeddings, /v1/models, and Anthropic-compatible /v1/messages (+ count_tokens).
+
+Callers authenticate with a HexaHub API key (`Authorization: Bearer` or `x-api-key`) that
+has the `gateway` scope, or an access token. The workspace a request counts against is the
+key's workspace, else the one named by the `X-HexaHub-Workspace` header (id or slug), else
+the caller's first workspace where they are at least a member.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hexahub.core.deps import get_db
+from hexahub.core.errors import Forbidden, NotFound
+from hexahub.gateway import service, validate
+from hexahub.gateway.engine import CallContext, Gateway, StreamResult
+from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
+from hexahub.gateway.providers.base import JSON, UpstreamError
+from hexahub.identity.authz import Principal, require_user, workspace_access
+from hexahub.identity.models import Role, Workspace
+from hexahub.identity.workspaces import workspaces_of
+
+log = logging.getLogger("hexahub.gateway.api")
+
+openai_router = APIRouter(
+    prefix="/v1", tags=["gateway (OpenAI-compatible)"], route_class=OpenAIRoute
+)
+anthropic_router = APIRouter(
+    prefix="/v1", tags=["gateway (Anthropic-compatible)"], route_class=AnthropicRoute
+)
+GatewayCaller = Depends(require_user("gateway"))
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        raise validate.InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise validate.InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    return validate.require_object(body)
+
+
+async def _workspace_for(db: AsyncSession, principal: Principal, request: Request) -> str:
+    key = principal.api_key
+    if key is not None and key.workspace_id is not None:
+        access = await workspace_access(db, principal, key.workspace_id, Role.member, "gateway")
+        return access.workspace.id
+    wanted = request.headers.get("x-hexahub-workspace")
+    if wanted:
+        found = await db.scalar(
+            select(Workspace.id).where(or_(Workspace.id == wanted, Workspace.slug == wanted))
+        )
+        if found is None:
+            raise NotFound(f"no workspace {wanted!r} (X-HexaHub-Workspace)")
+        access = await workspace_access(db, principal, found, Role.member, "gateway")
+        return access.workspace.id
+    for workspace, role in await workspaces_of(db, principal.user.id):
+        if role.at_least(Role.member):
+            return workspace.id
+    raise Forbidden(
+        "you are not a member of any workspace, so there is nothing to count this "
+        "request against; ask a workspace admin to add you"
+    )
+
+
+async def call_context(
+    request: Request, db: AsyncSession = Depends(get_db), principal: Principal = GatewayCaller
+) -> CallContext:
+    gateway = gateway_of(request)
+    workspace_id = await _workspace_for(db, principal, request)
+    policy = await service.workspace_policy(db, workspace_id)
+    key_id = principal.api_key.id if principal.api_key else None
+    limits = await gateway.key_limits(key_id)
+    wanted_cache = request.headers.get("x-hexahub-cache", "").lower()
+    cache = wanted_cache in ("on", "true", "1") or (
+        bool(limits and limits.cache) and wanted_cache not in ("off", "false", "0")
+    )
+    ctx = CallContext(
+        workspace_id=workspace_id,
+        user_id=principal.user.id,
+        key_id=key_id,
+        local_only=policy.local_only,
+        trace_bodies=policy.trace_bodies,
+        limits=limits,
+        cache=cache,
+    )
+    await gateway.check_limits(ctx)
+    return ctx
+
+
+Context = Depends(call_context)
+
+
+def _headers(
+    gateway: Gateway, ctx: CallContext, deployment: str | None, cached: bool = False
+) -> dict[str, str]:
+    headers = {
+        "X-HexaHub-Overhead-Ms": f"{gateway.overhead_ms(ctx):.2f}",
+        "X-HexaHub-Cache": "hit" if cached else ("miss" if ctx.cache else "off"),
+    }
+    if deployment:
+        headers["X-HexaHub-Deployment"] = deployment
+    return headers
+
+
+# --- OpenAI-compatible -----------------------------------------------------------------
+
+
+@openai_router.post("/chat/completions", summary="Create a chat completion (OpenAI format)")
+async def chat_completions(request: Request, ctx: CallContext = Context) -> Response:
+    body = await read_json(request)
+    validate.chat_request(body)
+    gateway = gateway_of(request)
+    model = body["model"]
+    if body.get("stream"):
+        result = await gateway.stream(ctx, "chat", model, body)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _openai_sse(gateway, ctx, "chat", model, body, result, include_usage),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **_headers(gateway, ctx, result.outcome.deployment.id)},
+        )
+    response, outcome, cached = await gateway.complete(ctx, "chat", model, body)
+    return JSONResponse(
+        response, headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
+    )
+
+
+@openai_router.post("/completions", summary="Create a text completion (OpenAI format)")
+async def completions(request: Request, ctx: CallContext = Context) -> Response:
+    body = await read_json(request)
+    validate.completion_request(body)
+    gateway = gateway_of(request)
+    model = body["model"]
+    if body.get("stream"):
+        result = await gateway.stream(ctx, "completions", model, body)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _openai_sse(gateway, ctx, "completions", model, body, result, include_usage),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **_headers(gateway, ctx, result.outcome.deployment.id)},
+        )
+    response, outcome, cached = await gateway.complete(ctx, "completions", model, body)
+    return JSONResponse(
+        response, headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
+    )
+
+
+@openai_router.post("/embeddings", summary="Create embeddings (OpenAI format)")
+async def embeddings(request: Request, ctx: CallContext = Context) -> Response:
+    body = await read_json(request)
+    validate.embeddings_request(body)
+    gateway = gateway_of(request)
+    response, outcome, cached = await gateway.complete(ctx, "embeddings", body["model"], body)
+    return JSONResponse(
+        response, headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
+    )
+
+
+@openai_router.get("/models", summary="List the models this caller may use")
+async def list_models(request: Request, ctx: CallContext = Context) -> Response:
+    gateway = gateway_of(request)
+    names = []
+    for name in sorted(gateway.router.snapshot.routes):
+        try:
+            if gateway.router.plan(name, local_only=ctx.local_only):
+                names.append(name)
+        except Forbidden:
+            continue
+    if "anthropic-version" in request.headers:
+        data = [
+            {"type": "model", "id": n, "display_name": n, "created_at": "2024-01-01T00:00:00Z"}
+            for n in names
+        ]
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        )
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "hexahub"} for n in names
+            ],
+        }
+    )
+
+
+def _sse(data: JSON) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _openai_sse(
+    gateway: Gateway,
+    ctx: CallContext,
+    endpoint: str,
+    model: str,
+    body: JSON,
+    result: StreamResult,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """Relay chunks; account for the stream once, however it ends."""
+    ttft_ms = (time.perf_counter() - ctx.started) * 1000
+    prompt = completion = 0
+    status, error = 200, None
+    text: list[str] = []
+
+    def relay(chunk: JSON) -> bytes | None:
+        nonlocal prompt, completion
+        chunk["model"] = model
+        found = chunk.get("usage")
+        if found:
+            prompt = int(found.get("prompt_tokens") or prompt)
+            completion = int(found.get("completion_tokens") or completion)
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content") or choice.get("text")
+            if piece:
+                text.append(piece)
+        if found and not chunk.get("choices") and not include_usage:
+            return None  # we asked upstream for usage; the client did not
+        if found and not include_usage:
+            chunk.pop("usage", None)
+        return _sse(chunk)
+
+    try:
+        first = relay(result.first)
+        if first:
+            yield first
+        async for chunk in result.rest:
+            data = relay(chunk)
+            if data:
+                yield data
+        yield b"data: [DONE]\n\n"
+    except UpstreamError as exc:
+        status, error = exc.status, exc.message
+        yield _sse(
+            {
+                "error": {
+                    "message": exc.message,
+                    "type": "api_error",
+                    "param": None,
+                    "code": exc.error_type,
+                }
+            }
+        )
+    except BaseException:
+        status, error = 499, "client closed the connection"
+        raise
+    finally:
+        await gateway.finish_stream(
+            ctx,
+            endpoint,
+            model,
+            result,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            status=status,
+            error=error,
+            ttft_ms=round(ttft_ms, 2),
+            reply_text="".join(text),
+            body=body,
+        )
+
+
+# --- Anthropic-compatible --------------------------------------------------------------
+
+
+@anthropic_router.post("/messages", summary="Create a message (Anthropic format)")
+async def messages(request: Request, ctx: CallContext = Context) -> Response:
+    from hexahub.gateway.translate import anthropic as translate
+
+    body = await read_json(request)
+    validate.anthropic_request(body)
+    gateway = gateway_of(request)
+    model = body["model"]
+    try:
+        canonical = translate.anthropic_request_to_openai(body)
+    except translate.TranslationError as exc:
+        raise validate.InvalidRequest(str(exc)) from exc
+    if body.get("stream"):
+        result = await gateway.stream(ctx, "chat", model, canonical)
+        return StreamingResponse(
+            _anthropic_sse(gateway, ctx, model, canonical, result),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **_headers(gateway, ctx, result.outcome.deployment.id)},
+        )
+    response, outcome, cached = await gateway.complete(ctx, "chat", model, canonical)
+    return JSONResponse(
+        translate.openai_response_to_anthropic(response),
+        headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached),
+    )
+
+
+async def _anthropic_sse(
+    gateway: Gateway, ctx: CallContext, model: str, canonical: JSON, result: StreamResult
+) -> AsyncIterator[bytes]:
+    from hexahub.gateway.translate import anthropic as translate
+
+    ttft_ms = (time.perf_counter() - ctx.started) * 1000
+    converter = translate.OpenAIToAnthropicStream(model)
+    prompt = completion = 0
+    status, error = 200, None
+    text: list[str] = []
+
+    def convert(chunk: JSON) -> bytes:
+        nonlocal prompt, completion
+        found = chunk.get("usage")
+        if found:
+            prompt = int(found.get("prompt_tokens") or prompt)
+            completion = int(found.get("completion_tokens") or completion)
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                text.append(piece)
+        return b"".join(
+            translate.sse_anthropic(event, data) for event, data in converter.feed(chunk)
+        )
+
+    try:
+        yield convert(result.first)
+        async for chunk in result.rest:
+            out = convert(chunk)
+            if out:
+                yield out
+        tail = converter.finish()
+        if tail:
+            yield b"".join(translate.sse_anthropic(event, data) for event, data in tail)
+    except UpstreamError as exc:
+        status, error = exc.status, exc.message
+        yield translate.sse_anthropic(
+            "error", {"type": "error", "error": {"type": "api_error", "message": exc.message}}
+        )
+    except BaseException:
+        status, error = 499, "client closed the connection"
+        raise
+    finally:
+        await gateway.finish_stream(
+            ctx,
+            "chat",
+            model,
+            result,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            status=status,
+            error=error,
+            ttft_ms=round(ttft_ms, 2),
+            reply_text="".join(text),
+            body=canonical,
+        )
+
+
+@anthropic_router.post(
+    "/messages/count_tokens", summary="Count the input tokens of a message (Anthropic format)"
+)
+async def count_tokens(request: Request, ctx: CallContext = Context) -> Response:
+    body = await read_json(request)
+    validate.model_name(body)
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise validate.InvalidRequest("messages: must be a non-empty list", param="messages")
+    gateway_of(request).router.route(body["model"])
+    return JSONResponse({"input_tokens": estimate_tokens(body)})
+
+
+def estimate_tokens(body: JSON) -> int:
+    """A provider-neutral estimate: about four characters of text per token."""
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in ("type", "source", "cache_control"):
+                    walk(item)
+
+    walk(body.get("system"))
+    walk(body.get("messages"))
+    walk(body.get("tools"))
+    return max(1, sum(len(p) for p in parts) // 4)
+
+
+__all__ = ["anthropic_error", "anthropic_router", "openai_error", "openai_router"]

@@ -1,0 +1,474 @@
+"""The gateway at run time: the router and its providers, the usage recorder, limits,
+the response cache and the background work (snapshot reloads, health checks).
+
+The API layer (api.py) parses and answers HTTP; everything between "an authorised caller
+asks model M for this body" and "here is the answer and it is accounted for" is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from hexahub.core.errors import RateLimited
+from hexahub.core.logging import request_id_var
+from hexahub.core.runtime import Runtime
+from hexahub.gateway import service, usage
+from hexahub.gateway.config import load_models_file
+from hexahub.gateway.models import KeyLimits
+from hexahub.gateway.providers.base import JSON, ModelProvider, ProviderConfig
+from hexahub.gateway.router import Outcome, Router
+from hexahub.gateway.service import DeploymentView
+
+log = logging.getLogger("hexahub.gateway")
+SNAPSHOT_VERSION_KEY = "gw:snapshot-version"
+
+
+def make_provider(config: ProviderConfig) -> ModelProvider:
+    """The provider implementation for a config; one module per kind."""
+    if config.kind in ("openai", "openai_compatible"):
+        from hexahub.gateway.providers import openai
+
+        return openai.make(config)
+    if config.kind == "anthropic":
+        from hexahub.gateway.providers import anthropic
+
+        return anthropic.make(config)
+    if config.kind == "ollama":
+        from hexahub.gateway.providers import ollama
+
+        return ollama.make(config)
+    raise ValueError(f"unknown provider kind {config.kind!r}")
+
+
+@dataclass
+class CallContext:
+    """Who is calling and under which rules; built once per request."""
+
+    workspace_id: str | None
+    user_id: str | None
+    key_id: str | None
+    local_only: bool = False
+    trace_bodies: bool = False
+    limits: KeyLimits | None = None
+    cache: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    upstream_seconds: float = 0.0
+
+
+@dataclass
+class StreamResult:
+    first: JSON
+    rest: AsyncIterator[JSON]
+    outcome: Outcome
+
+
+def usage_of(response: JSON) -> tuple[int, int]:
+    found = response.get("usage") or {}
+    return int(found.get("prompt_tokens") or 0), int(found.get("completion_tokens") or 0)
+
+
+def cache_key(endpoint: str, body: JSON) -> str:
+    relevant = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
+    canonical = json.dumps([endpoint, relevant], sort_keys=True, separators=(",", ":"))
+    return "gw:cache:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Gateway:
+    def __init__(self, runtime: Runtime, router: Router, recorder: usage.UsageRecorder) -> None:
+        self.runtime = runtime
+        self.router = router
+        self.usage = recorder
+        self._tasks: list[asyncio.Task[None]] = []
+        self._version: int = 0
+        self._limits_cache: dict[str, tuple[float, KeyLimits | None]] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    async def start(
+        cls,
+        runtime: Runtime,
+        provider_factory: Callable[[ProviderConfig], ModelProvider] = make_provider,
+    ) -> Gateway:
+        settings = runtime.settings
+        secret = settings.resolved_secret_key()
+        async with runtime.db.sessions() as db:
+            await service.sync_models_file(
+                db, load_models_file(settings.resolved_models_file), secret
+            )
+            snapshot = await service.load_snapshot(db, secret)
+        router = Router(
+            snapshot,
+            provider_factory,
+            retries=settings.gateway_retries,
+            retry_base=settings.gateway_retry_base_seconds,
+            breaker_failures=settings.gateway_breaker_failures,
+            breaker_cooldown=settings.gateway_breaker_cooldown_seconds,
+        )
+        recorder = usage.UsageRecorder(
+            runtime.db.sessions, runtime.shared, flush_interval=settings.gateway_usage_flush_seconds
+        )
+        gateway = cls(runtime, router, recorder)
+        recorder.start()
+        gateway._tasks.append(asyncio.create_task(gateway._watch_snapshot()))
+        if settings.gateway_health_interval_seconds > 0:
+            gateway._tasks.append(asyncio.create_task(gateway._health_loop()))
+        return gateway
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.usage.stop()
+        await self.router.close()
+
+    async def reload(self, *, announce: bool = True) -> None:
+        """Serve the database's current providers and models (after an API change)."""
+        async with self.runtime.db.sessions() as db:
+            snapshot = await service.load_snapshot(db, self.runtime.settings.resolved_secret_key())
+        for stale in self.router.replace(snapshot):
+            await stale.close()
+        if announce:
+            # Other replicas see the new version and reload too.
+            self._version = await self.runtime.shared.incr(SNAPSHOT_VERSION_KEY)
+
+    async def _watch_snapshot(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                raw = await self.runtime.shared.get(SNAPSHOT_VERSION_KEY)
+                version = int(raw or 0)
+                if version != self._version:
+                    self._version = version
+                    await self.reload(announce=False)
+            except Exception as exc:
+                log.warning("could not check for model changes: %s", exc)
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await self.router.check_health()
+            except Exception as exc:
+                log.warning("health check failed: %s", exc)
+            await asyncio.sleep(self.runtime.settings.gateway_health_interval_seconds)
+
+    # --- limits -------------------------------------------------------------------------
+    async def key_limits(self, key_id: str | None) -> KeyLimits | None:
+        if key_id is None:
+            return None
+        cached = self._limits_cache.get(key_id)
+        if cached is not None and time.monotonic() - cached[0] < 5.0:
+            return cached[1]
+        async with self.runtime.db.sessions() as db:
+            found = await db.scalar(select(KeyLimits).where(KeyLimits.key_id == key_id))
+        self._limits_cache[key_id] = (time.monotonic(), found)
+        return found
+
+    def forget_limits(self, key_id: str) -> None:
+        self._limits_cache.pop(key_id, None)
+
+    async def check_limits(self, ctx: CallContext) -> None:
+        """Refuse before anything goes upstream when a key is over its rates or budgets."""
+        limits, key_id, shared = ctx.limits, ctx.key_id, self.runtime.shared
+        if limits is None or key_id is None:
+            return
+        if limits.rpm:
+            minute = time.strftime("%Y%m%d%H%M", time.gmtime())
+            count = await shared.incr(f"gw:rpm:{key_id}:{minute}", ttl_seconds=120)
+            if count > limits.rpm:
+                raise RateLimited(
+                    f"this key's limit of {limits.rpm} requests per minute is reached",
+                    headers={"Retry-After": str(60 - time.gmtime().tm_sec)},
+                )
+        if limits.tpm and await usage.tokens_this_minute(shared, key_id) >= limits.tpm:
+            raise RateLimited(
+                f"this key's limit of {limits.tpm} tokens per minute is reached",
+                headers={"Retry-After": str(60 - time.gmtime().tm_sec)},
+            )
+        if limits.daily_budget_usd is not None or limits.monthly_budget_usd is not None:
+            today, month = await usage.spend(shared, key_id)
+            if limits.daily_budget_usd is not None and today >= limits.daily_budget_usd:
+                raise BudgetExceeded(
+                    f"this key has spent its daily budget of ${limits.daily_budget_usd:g}"
+                )
+            if limits.monthly_budget_usd is not None and month >= limits.monthly_budget_usd:
+                raise BudgetExceeded(
+                    f"this key has spent its monthly budget of ${limits.monthly_budget_usd:g}"
+                )
+
+    # --- calls --------------------------------------------------------------------------
+    async def complete(
+        self, ctx: CallContext, endpoint: str, model: str, body: JSON
+    ) -> tuple[JSON, Outcome | None, bool]:
+        """A non-streamed call: (response, what served it, whether it came from cache)."""
+        key = cache_key(endpoint, body) if ctx.cache else None
+        if key is not None:
+            hit = await self.runtime.shared.get(key)
+            if hit is not None:
+                response = json.loads(hit)
+                await self._record(
+                    ctx,
+                    endpoint,
+                    model,
+                    None,
+                    response,
+                    status=200,
+                    cached=True,
+                    attempts=0,
+                    body=body,
+                )
+                return response, None, True
+
+        async def run(provider: ModelProvider, deployment: DeploymentView) -> JSON:
+            started = time.perf_counter()
+            try:
+                if endpoint == "chat":
+                    return await provider.chat(body, deployment.upstream_model)
+                if endpoint == "embeddings":
+                    return await provider.embeddings(body, deployment.upstream_model)
+                return await self._completions(provider, body, deployment.upstream_model)
+            finally:
+                ctx.upstream_seconds += time.perf_counter() - started
+
+        try:
+            response, outcome = await self.router.call(model, run, local_only=ctx.local_only)
+        except Exception as exc:
+            await self._record_failure(ctx, endpoint, model, exc, body=body)
+            raise
+        response["model"] = model
+        await self._record(
+            ctx,
+            endpoint,
+            model,
+            outcome,
+            response,
+            status=200,
+            cached=False,
+            attempts=outcome.attempts,
+            body=body,
+        )
+        if key is not None:
+            await self.runtime.shared.set(
+                key,
+                json.dumps(response).encode(),
+                ttl_seconds=self.runtime.settings.gateway_cache_ttl_seconds,
+            )
+        return response, outcome, False
+
+    async def _completions(self, provider: ModelProvider, body: JSON, upstream: str) -> JSON:
+        native = getattr(provider, "completions", None)
+        if native is not None:
+            result: JSON = await native(body, upstream)
+            return result
+        chat = await provider.chat(completion_as_chat(body), upstream)
+        return chat_as_completion(chat)
+
+    async def stream(self, ctx: CallContext, endpoint: str, model: str, body: JSON) -> StreamResult:
+        def open_stream(provider: ModelProvider, deployment: DeploymentView) -> AsyncIterator[JSON]:
+            if endpoint == "chat":
+                return provider.chat_stream(body, deployment.upstream_model)
+            native = getattr(provider, "completions_stream", None)
+            if native is not None:
+                stream: AsyncIterator[JSON] = native(body, deployment.upstream_model)
+                return stream
+            return chat_chunks_as_completion(
+                provider.chat_stream(completion_as_chat(body), deployment.upstream_model)
+            )
+
+        started = time.perf_counter()
+        try:
+            first, rest, outcome = await self.router.stream(
+                model, open_stream, local_only=ctx.local_only
+            )
+        except Exception as exc:
+            await self._record_failure(ctx, endpoint, model, exc, body=body, stream=True)
+            raise
+        ttft = time.perf_counter() - ctx.started
+        ctx.upstream_seconds += time.perf_counter() - started
+        usage.TTFT.labels(model, outcome.deployment.provider).observe(ttft)
+        return StreamResult(first, rest, outcome)
+
+    async def finish_stream(
+        self,
+        ctx: CallContext,
+        endpoint: str,
+        model: str,
+        result: StreamResult,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        status: int,
+        error: str | None,
+        ttft_ms: float,
+        reply_text: str,
+        body: JSON,
+    ) -> None:
+        await self._record(
+            ctx,
+            endpoint,
+            model,
+            result.outcome,
+            {"usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}},
+            status=status,
+            cached=False,
+            attempts=result.outcome.attempts,
+            error=error,
+            ttft_ms=ttft_ms,
+            stream=True,
+            body=body,
+            reply={"content": reply_text} if ctx.trace_bodies else None,
+        )
+
+    # --- accounting ---------------------------------------------------------------------
+    async def _record(
+        self,
+        ctx: CallContext,
+        endpoint: str,
+        model: str,
+        outcome: Outcome | None,
+        response: JSON,
+        *,
+        status: int,
+        cached: bool,
+        attempts: int,
+        body: JSON,
+        error: str | None = None,
+        ttft_ms: float | None = None,
+        stream: bool = False,
+        reply: JSON | None = None,
+    ) -> None:
+        prompt, completion = usage_of(response)
+        deployment = outcome.deployment if outcome else None
+        cost = 0.0
+        if deployment is not None and not cached:
+            cost = usage.cost_usd(
+                prompt, completion, deployment.input_price, deployment.output_price
+            )
+        latency = time.perf_counter() - ctx.started
+        provider = deployment.provider if deployment else ("cache" if cached else "")
+        usage.LATENCY.labels(model, provider).observe(latency)
+        usage.OVERHEAD.observe(max(0.0, latency - ctx.upstream_seconds))
+        await self.usage.record(
+            request_id=request_id_var.get(),
+            workspace_id=ctx.workspace_id,
+            user_id=ctx.user_id,
+            key_id=ctx.key_id,
+            endpoint=endpoint,
+            model=model,
+            provider=provider,
+            deployment_id=deployment.id if deployment else None,
+            upstream_model=deployment.upstream_model if deployment else "",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            latency_ms=round(latency * 1000, 2),
+            ttft_ms=ttft_ms,
+            status=status,
+            error=error,
+            stream=stream,
+            cached=cached,
+            attempts=attempts,
+            request_body=body if ctx.trace_bodies else None,
+            response_body=(reply or response) if ctx.trace_bodies else None,
+        )
+
+    async def _record_failure(
+        self,
+        ctx: CallContext,
+        endpoint: str,
+        model: str,
+        exc: Exception,
+        *,
+        body: JSON,
+        stream: bool = False,
+    ) -> None:
+        status = int(getattr(exc, "status", getattr(exc, "status_code", 500)))
+        message = str(getattr(exc, "message", exc))[:500]
+        await self._record(
+            ctx,
+            endpoint,
+            model,
+            None,
+            {},
+            status=status,
+            cached=False,
+            attempts=0,
+            body=body,
+            error=message,
+            stream=stream,
+        )
+
+    def overhead_ms(self, ctx: CallContext) -> float:
+        return max(0.0, (time.perf_counter() - ctx.started - ctx.upstream_seconds) * 1000)
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+
+
+# --- completions through chat, for providers without a native completions API ----------
+
+
+def completion_as_chat(body: JSON) -> JSON:
+    prompt = body.get("prompt")
+    text = prompt[0] if isinstance(prompt, list) else prompt
+    chat = {
+        k: v
+        for k, v in body.items()
+        if k not in ("prompt", "echo", "suffix", "best_of", "logprobs")
+    }
+    chat["messages"] = [{"role": "user", "content": text}]
+    return chat
+
+
+def chat_as_completion(chat: JSON) -> JSON:
+    choice = (chat.get("choices") or [{}])[0]
+    return {
+        "id": str(chat.get("id", "")).replace("chatcmpl", "cmpl"),
+        "object": "text_completion",
+        "created": chat.get("created", int(time.time())),
+        "model": chat.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "text": (choice.get("message") or {}).get("content") or "",
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+        ],
+        "usage": chat.get("usage"),
+    }
+
+
+async def chat_chunks_as_completion(chunks: AsyncIterator[JSON]) -> AsyncIterator[JSON]:
+    async for chunk in chunks:
+        choices = chunk.get("choices") or []
+        converted: JSON = {
+            "id": chunk.get("id"),
+            "object": "text_completion",
+            "created": chunk.get("created"),
+            "model": chunk.get("model"),
+            "choices": [],
+        }
+        for choice in choices:
+            converted["choices"].append(
+                {
+                    "index": 0,
+                    "text": (choice.get("delta") or {}).get("content") or "",
+                    "logprobs": None,
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            )
+        if chunk.get("usage"):
+            converted["usage"] = chunk["usage"]
+        yield converted
