@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside CORS, so a 429 still carries the CORS headers a browser needs to read it.
+    app.add_middleware(RateLimitMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -64,7 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,

@@ -26,6 +26,7 @@ from hexahub.gateway import service, validate
 from hexahub.gateway.engine import CallContext, Gateway, StreamResult
 from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
 from hexahub.gateway.providers.base import JSON, UpstreamError
+from hexahub.gateway.translate import anthropic as translate
 from hexahub.identity.authz import Principal, require_user, workspace_access
 from hexahub.identity.models import Role, Workspace
 from hexahub.identity.workspaces import workspaces_of
@@ -255,16 +256,7 @@ async def _openai_sse(
         yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
         status, error = exc.status, exc.message
-        yield _sse(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": "api_error",
-                    "param": None,
-                    "code": exc.error_type,
-                }
-            }
-        )
+        yield _sse(translate.openai_error(exc.status, exc.message, code=exc.error_type))
     except BaseException:
         status, error = 499, "client closed the connection"
         raise
@@ -289,8 +281,6 @@ async def _openai_sse(
 
 @anthropic_router.post("/messages", summary="Create a message (Anthropic format)")
 async def messages(request: Request, ctx: CallContext = Context) -> Response:
-    from hexahub.gateway.translate import anthropic as translate
-
     body = await read_json(request)
     validate.anthropic_request(body)
     gateway = gateway_of(request)
@@ -298,7 +288,7 @@ async def messages(request: Request, ctx: CallContext = Context) -> Response:
     try:
         canonical = translate.anthropic_request_to_openai(body)
     except translate.TranslationError as exc:
-        raise validate.InvalidRequest(str(exc)) from exc
+        raise validate.InvalidRequest(str(exc), param=exc.param) from exc
     if body.get("stream"):
         result = await gateway.stream(ctx, "chat", model, canonical)
         return StreamingResponse(
@@ -316,8 +306,6 @@ async def messages(request: Request, ctx: CallContext = Context) -> Response:
 async def _anthropic_sse(
     gateway: Gateway, ctx: CallContext, model: str, canonical: JSON, result: StreamResult
 ) -> AsyncIterator[bytes]:
-    from hexahub.gateway.translate import anthropic as translate
-
     ttft_ms = (time.perf_counter() - ctx.started) * 1000
     converter = translate.OpenAIToAnthropicStream(model)
     prompt = completion = 0
@@ -347,11 +335,10 @@ async def _anthropic_sse(
         tail = converter.finish()
         if tail:
             yield b"".join(translate.sse_anthropic(event, data) for event, data in tail)
-    except UpstreamError as exc:
-        status, error = exc.status, exc.message
-        yield translate.sse_anthropic(
-            "error", {"type": "error", "error": {"type": "api_error", "message": exc.message}}
-        )
+    except (UpstreamError, translate.StreamError) as exc:
+        status = int(getattr(exc, "status", 502))
+        error = str(getattr(exc, "message", exc))
+        yield translate.sse_anthropic("error", translate.anthropic_error(status, error))
     except BaseException:
         status, error = 499, "client closed the connection"
         raise

@@ -18,30 +18,9 @@ from fastapi.routing import APIRoute
 
 from hexahub.core.errors import HexaHubError
 from hexahub.gateway.providers.base import UpstreamError
+from hexahub.gateway.translate import anthropic as translate
 
 log = logging.getLogger("hexahub.gateway")
-
-OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "invalid_request_error",
-    413: "request_too_large",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
 
 
 def _parts(exc: Exception) -> tuple[int, str, str | None, dict[str, str] | None]:
@@ -58,27 +37,16 @@ def _parts(exc: Exception) -> tuple[int, str, str | None, dict[str, str] | None]
 
 def openai_error(exc: Exception) -> JSONResponse:
     status, message, code, headers = _parts(exc)
-    error_type = OPENAI_TYPES.get(status, "api_error")
-    if code == "budget_exceeded":
-        error_type = "insufficient_quota"
-    body: dict[str, Any] = {
-        "error": {
-            "message": message,
-            "type": error_type,
-            "param": getattr(exc, "param", None),
-            "code": code,
-        }
-    }
+    kind = "insufficient_quota" if code == "budget_exceeded" else None
+    body = translate.openai_error(status, message, kind, code, getattr(exc, "param", None))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def anthropic_error(exc: Exception) -> JSONResponse:
     status, message, _code, headers = _parts(exc)
-    body = {
-        "type": "error",
-        "error": {"type": ANTHROPIC_TYPES.get(status, "api_error"), "message": message},
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(
+        translate.anthropic_error(status, message), status_code=status, headers=headers
+    )
 
 
 def _route_class(shape: Callable[[Exception], JSONResponse]) -> type[APIRoute]:

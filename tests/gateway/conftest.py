@@ -47,8 +47,11 @@ class Hub:
 
     def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin_token}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=30,
-                             **kwargs)  # type: ignore[arg-type]
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request with no credentials but those given."""
+        return httpx.request(method, self.url + path, timeout=30, **kwargs)
 
     def usage_records(self) -> list[dict]:
         response = self.api("GET", f"/api/workspaces/{self.workspace_id}/traces")
@@ -56,33 +59,70 @@ class Hub:
         return response.json()
 
 
-def models_file(openai: StandinServer, anthropic: StandinServer,
-                ollama: StandinServer) -> dict:
+def models_file(openai: StandinServer, anthropic: StandinServer, ollama: StandinServer) -> dict:
     return {
         "providers": [
-            {"name": "openai", "kind": "openai", "base_url": openai.url("/v1"),
-             "api_key": openai.state.api_key, "local": False, "timeout_seconds": 2},
-            {"name": "openai-backup", "kind": "openai", "base_url": openai.url("/v1"),
-             "api_key": openai.state.api_key, "local": False, "timeout_seconds": 2},
-            {"name": "claude", "kind": "anthropic", "base_url": anthropic.base_url,
-             "api_key": anthropic.state.api_key, "timeout_seconds": 2},
-            {"name": "ollama", "kind": "ollama", "base_url": ollama.base_url,
-             "timeout_seconds": 2},
+            {
+                "name": "openai",
+                "kind": "openai",
+                "base_url": openai.url("/v1"),
+                "api_key": openai.state.api_key,
+                "local": False,
+                "timeout_seconds": 2,
+            },
+            {
+                "name": "openai-backup",
+                "kind": "openai",
+                "base_url": openai.url("/v1"),
+                "api_key": openai.state.api_key,
+                "local": False,
+                "timeout_seconds": 2,
+            },
+            {
+                "name": "claude",
+                "kind": "anthropic",
+                "base_url": anthropic.base_url,
+                "api_key": anthropic.state.api_key,
+                "timeout_seconds": 2,
+            },
+            {"name": "ollama", "kind": "ollama", "base_url": ollama.base_url, "timeout_seconds": 2},
         ],
         "models": [
-            {"name": "gpt-test", "deployments": [
-                {"provider": "openai", "model": "gpt-4o-mini", "input_price": 1.0,
-                 "output_price": 2.0}]},
-            {"name": "claude-test", "deployments": [
-                {"provider": "claude", "model": "claude-haiku-4-5", "input_price": 3.0,
-                 "output_price": 15.0}]},
-            {"name": "llama-test", "deployments": [
-                {"provider": "ollama", "model": "llama3.2:latest"}]},
-            {"name": "embed-test", "deployments": [
-                {"provider": "openai", "model": "text-embedding-3-small"}]},
-            {"name": "with-fallback", "deployments": [
-                {"provider": "openai", "model": "gpt-4o-mini"}],
-             "fallbacks": ["llama-test"]},
+            {
+                "name": "gpt-test",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o-mini",
+                        "input_price": 1.0,
+                        "output_price": 2.0,
+                    }
+                ],
+            },
+            {
+                "name": "claude-test",
+                "deployments": [
+                    {
+                        "provider": "claude",
+                        "model": "claude-haiku-4-5",
+                        "input_price": 3.0,
+                        "output_price": 15.0,
+                    }
+                ],
+            },
+            {
+                "name": "llama-test",
+                "deployments": [{"provider": "ollama", "model": "llama3.2:latest"}],
+            },
+            {
+                "name": "embed-test",
+                "deployments": [{"provider": "openai", "model": "text-embedding-3-small"}],
+            },
+            {
+                "name": "with-fallback",
+                "deployments": [{"provider": "openai", "model": "gpt-4o-mini"}],
+                "fallbacks": ["llama-test"],
+            },
         ],
     }
 
@@ -91,11 +131,13 @@ async def _seed(settings: Settings) -> tuple[str, str, str]:
     database = Database(settings)
     try:
         async with database.sessions() as db:
-            user = await service.create_first_admin(db, email="owner@example.org",
-                                                    password="correct horse battery")
+            user = await service.create_first_admin(
+                db, email="owner@example.org", password="correct horse battery"
+            )
             workspace = (await workspaces.workspaces_of(db, user.id))[0][0]
-            created = await keys.create_key(db, user, name="sdk", scopes=["gateway"],
-                                            workspace_id=workspace.id)
+            created = await keys.create_key(
+                db, user, name="sdk", scopes=["gateway"], workspace_id=workspace.id
+            )
             await db.commit()
             return created.secret, created.key.id, workspace.id
     finally:
@@ -111,17 +153,24 @@ def hub(
     ollama_upstream: StandinServer,  # noqa: F811
 ) -> Iterator[Hub]:
     path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump(models_file(openai_upstream, anthropic_upstream,
-                                               ollama_upstream)))
+    path.write_text(
+        yaml.safe_dump(models_file(openai_upstream, anthropic_upstream, ollama_upstream))
+    )
     settings = make_settings(
-        tmp_path, database_url=database_url, models_file=path,
-        gateway_retry_base_seconds=0.01, gateway_health_interval_seconds=0,
-        gateway_usage_flush_seconds=0.05, rate_limit_ip_per_minute=0,
+        tmp_path,
+        database_url=database_url,
+        models_file=path,
+        gateway_retry_base_seconds=0.01,
+        gateway_health_interval_seconds=0,
+        gateway_usage_flush_seconds=0.05,
+        rate_limit_ip_per_minute=0,
     )
     secret, key_id, workspace_id = asyncio.run(_seed(settings))
     with live_hexahub(settings) as url:
-        login = httpx.post(f"{url}/api/auth/login", json={
-            "email": "owner@example.org", "password": "correct horse battery"})
+        login = httpx.post(
+            f"{url}/api/auth/login",
+            json={"email": "owner@example.org", "password": "correct horse battery"},
+        )
         assert login.status_code == 200, login.text
         yield Hub(url, secret, key_id, workspace_id, login.json()["access_token"], settings)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import anthropic
-import httpx
 import openai
 import pytest
 
@@ -34,8 +33,11 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
@@ -43,8 +45,10 @@ WEATHER_TOOL = {
 @pytest.mark.parametrize("model", ["gpt-test", "claude-test", "llama-test"])
 async def test_openai_sdk_chat_plain_and_streamed(sdk: Hub, model: str) -> None:
     client = oai(sdk)
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "hello there gateway"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hello there gateway"},
+    ]
     plain = await client.chat.completions.create(model=model, messages=messages)
     assert plain.model == model
     assert plain.choices[0].finish_reason == "stop"
@@ -54,7 +58,8 @@ async def test_openai_sdk_chat_plain_and_streamed(sdk: Hub, model: str) -> None:
     assert plain.usage.completion_tokens > 0
 
     stream = await client.chat.completions.create(
-        model=model, messages=messages, stream=True, stream_options={"include_usage": True})
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
     pieces, usages, finishes = [], [], []
     async for chunk in stream:
         assert chunk.model == model
@@ -74,14 +79,18 @@ async def test_openai_sdk_chat_plain_and_streamed(sdk: Hub, model: str) -> None:
 async def test_openai_sdk_max_tokens_and_tools(sdk: Hub) -> None:
     client = oai(sdk)
     cut = await client.chat.completions.create(
-        model="claude-test", max_tokens=2,
-        messages=[{"role": "user", "content": "one two three four five six"}])
+        model="claude-test",
+        max_tokens=2,
+        messages=[{"role": "user", "content": "one two three four five six"}],
+    )
     assert cut.choices[0].finish_reason == "length"
 
     for model in ("gpt-test", "claude-test"):
         called = await client.chat.completions.create(
-            model=model, tools=[WEATHER_TOOL],
-            messages=[{"role": "user", "content": "call get_weather for Oslo"}])
+            model=model,
+            tools=[WEATHER_TOOL],
+            messages=[{"role": "user", "content": "call get_weather for Oslo"}],
+        )
         choice = called.choices[0]
         assert choice.finish_reason == "tool_calls", model
         call = choice.message.tool_calls[0]
@@ -91,8 +100,11 @@ async def test_openai_sdk_max_tokens_and_tools(sdk: Hub) -> None:
 
 async def test_openai_sdk_streamed_tool_call_across_providers(sdk: Hub) -> None:
     stream = await oai(sdk).chat.completions.create(
-        model="claude-test", tools=[WEATHER_TOOL], stream=True,
-        messages=[{"role": "user", "content": "call get_weather please"}])
+        model="claude-test",
+        tools=[WEATHER_TOOL],
+        stream=True,
+        messages=[{"role": "user", "content": "call get_weather please"}],
+    )
     names, arguments, finish = [], [], None
     async for chunk in stream:
         for choice in chunk.choices:
@@ -122,8 +134,11 @@ async def test_openai_sdk_embeddings_and_models(sdk: Hub) -> None:
 async def test_anthropic_sdk_messages_plain_and_streamed(sdk: Hub, model: str) -> None:
     client = claude(sdk)
     message = await client.messages.create(
-        model=model, max_tokens=64, system="Be brief.",
-        messages=[{"role": "user", "content": "tell me something"}])
+        model=model,
+        max_tokens=64,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "tell me something"}],
+    )
     assert message.role == "assistant"
     assert message.stop_reason == "end_turn"
     assert message.content[0].type == "text"
@@ -131,7 +146,8 @@ async def test_anthropic_sdk_messages_plain_and_streamed(sdk: Hub, model: str) -
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
 
     async with client.messages.stream(
-        model=model, max_tokens=64,
+        model=model,
+        max_tokens=64,
         messages=[{"role": "user", "content": "tell me something"}],
     ) as stream:
         text = "".join([piece async for piece in stream.text_stream])
@@ -143,42 +159,58 @@ async def test_anthropic_sdk_messages_plain_and_streamed(sdk: Hub, model: str) -
 
 async def test_anthropic_sdk_tool_use_through_an_openai_upstream(sdk: Hub) -> None:
     message = await claude(sdk).messages.create(
-        model="gpt-test", max_tokens=128,
-        tools=[{"name": "get_weather", "description": "Weather for a city",
-                "input_schema": WEATHER_TOOL["function"]["parameters"]}],
-        messages=[{"role": "user", "content": "call get_weather now"}])
+        model="gpt-test",
+        max_tokens=128,
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "input_schema": WEATHER_TOOL["function"]["parameters"],
+            }
+        ],
+        messages=[{"role": "user", "content": "call get_weather now"}],
+    )
     assert message.stop_reason == "tool_use"
     block = next(b for b in message.content if b.type == "tool_use")
     assert block.name == "get_weather" and "city" in block.input
     count = await claude(sdk).messages.count_tokens(
-        model="gpt-test", messages=[{"role": "user", "content": "count these words please"}])
+        model="gpt-test", messages=[{"role": "user", "content": "count these words please"}]
+    )
     assert count.input_tokens > 0
 
 
-async def test_sdk_errors_and_nothing_forwarded(sdk: Hub, openai_upstream: StandinServer
-                                                ) -> None:
+async def test_sdk_errors_and_nothing_forwarded(sdk: Hub, openai_upstream: StandinServer) -> None:
     client = oai(sdk)
     with pytest.raises(openai.NotFoundError) as missing:
         await client.chat.completions.create(
-            model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
     assert "no-such-model" in str(missing.value)
     with pytest.raises(openai.AuthenticationError):
         await oai(sdk, key="hh_00000000_wrong").chat.completions.create(
-            model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
     with pytest.raises(openai.BadRequestError) as bad:
         await client.chat.completions.create(model="gpt-test", messages=[])
     assert "messages" in str(bad.value)
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(
-            model="gpt-test", messages=[{"role": "user", "content": "x"}],
-            tools=[{"type": "function", "function": {"name": ""}}])
+            model="gpt-test",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"type": "function", "function": {"name": ""}}],
+        )
     with pytest.raises(anthropic.BadRequestError):
         await claude(sdk).messages.create(model="gpt-test", max_tokens=10, messages=[])
     with pytest.raises(anthropic.NotFoundError):
         await claude(sdk).messages.create(
-            model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    raw = httpx.post(f"{sdk.v1}/chat/completions", content=b"{not json",
-                     headers={"Authorization": f"Bearer {sdk.key}"})
+            model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    raw = sdk.raw(
+        "POST",
+        "/v1/chat/completions",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {sdk.key}"},
+    )
     assert raw.status_code == 400
     assert raw.json()["error"]["type"] == "invalid_request_error"
     assert openai_upstream.state.requests == []
@@ -187,7 +219,8 @@ async def test_sdk_errors_and_nothing_forwarded(sdk: Hub, openai_upstream: Stand
 async def test_usage_recorded_per_request_with_cost(sdk: Hub) -> None:
     client = oai(sdk)
     reply = await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "count my tokens"}])
+        model="gpt-test", messages=[{"role": "user", "content": "count my tokens"}]
+    )
     records = [r for r in sdk.usage_records() if r["model"] == "gpt-test"]
     assert len(records) == 1
     record = records[0]
@@ -197,6 +230,7 @@ async def test_usage_recorded_per_request_with_cost(sdk: Hub) -> None:
     assert record["cost_usd"] == pytest.approx(expected)
     assert record["key_id"] == sdk.key_id and record["status"] == 200
     assert record["request_body"] is None  # bodies are off by default
-    metrics = httpx.get(f"{sdk.url}/metrics").text
-    assert 'hexahub_gateway_requests_total{model="gpt-test",provider="openai",status="200"}' \
-        in metrics
+    metrics = sdk.raw("GET", "/metrics").text
+    assert (
+        'hexahub_gateway_requests_total{model="gpt-test",provider="openai",status="200"}' in metrics
+    )

@@ -8,7 +8,12 @@ from typing import Any
 
 import httpx
 
-from hexahub.gateway.providers.base import JSON, ProviderConfig, UpstreamError
+from hexahub.gateway.providers.base import (
+    JSON,
+    ProviderConfig,
+    UpstreamError,
+    retryable_status,
+)
 from hexahub.gateway.providers.http import HttpProvider
 from hexahub.gateway.translate import anthropic as translate
 
@@ -68,7 +73,12 @@ class AnthropicProvider(HttpProvider):
                 try:
                     chunks = converter.feed(event or str(data.get("type", "")), data)
                 except translate.StreamError as exc:
-                    raise UpstreamError(502, f"{self.config.name}: {exc}", retryable=True) from exc
+                    raise UpstreamError(
+                        exc.status,
+                        f"{self.config.name}: {exc.message}",
+                        retryable=retryable_status(exc.status),
+                        error_type=exc.error_type,
+                    ) from exc
                 for chunk in chunks:
                     yield chunk
         try:

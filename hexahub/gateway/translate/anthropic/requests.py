@@ -15,11 +15,12 @@ Choices made where the two APIs do not line up:
 - `response_format` json_object has no Anthropic switch, so it becomes an instruction at
   the end of the system prompt; json_schema becomes Anthropic's structured output
   (`output_config.format`).
-- Parameters with no counterpart are dropped: top_k and thinking (OpenAI side);
-  presence/frequency penalties, logit_bias, seed, logprobs, reasoning_effort, metadata,
-  cache_control and image `detail` (Anthropic side). What cannot be dropped without
-  changing the answer (n > 1, audio, server tools, the legacy `functions` API) raises
-  TranslationError, which the gateway answers as a 400 naming the field.
+- Parameters with no counterpart are dropped: top_k, thinking and cache_control on the
+  way to OpenAI (the real OpenAI API rejects unknown fields such as top_k); penalties,
+  logit_bias, seed, logprobs, reasoning_effort, metadata and image `detail` on the way
+  to Anthropic. What cannot be dropped without changing the answer (n > 1, audio,
+  Anthropic's server tools, the legacy `functions` API) raises TranslationError, which
+  the gateway answers as a 400 naming the field.
 """
 
 from __future__ import annotations
