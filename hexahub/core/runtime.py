@@ -68,13 +68,13 @@ class Runtime:
         await self.shared.close()
         await self.db.dispose()
 
-    async def check_readiness(self, timeout: float = 3.0) -> list[CheckResult]:
+    async def check_readiness(self, limit_seconds: float = 3.0) -> list[CheckResult]:
         """Reach the database, shared state and broker; say what failed."""
 
         async def probe(name: str, call: object) -> CheckResult:
             started = time.perf_counter()
             try:
-                await asyncio.wait_for(call, timeout=timeout)  # type: ignore[arg-type]
+                await asyncio.wait_for(call, timeout=limit_seconds)  # type: ignore[arg-type]
             except Exception as exc:
                 detail = str(exc) or type(exc).__name__
                 return CheckResult(name, False, detail, (time.perf_counter() - started) * 1000)

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from hexahub.core.deps import DbSession, RuntimeDep
-from hexahub.core.errors import Forbidden, NotFound, ValidationFailed
+from hexahub.core.errors import Forbidden, ValidationFailed
 from hexahub.core.runtime import Runtime
-from hexahub.identity import audit, keys, service, sessions, workspaces
+from hexahub.identity import actions, audit, keys, service, sessions, workspaces
 from hexahub.identity.authz import (
     Authenticated,
     AuthenticatedWriter,
@@ -26,7 +26,6 @@ from hexahub.identity.authz import (
     WorkspaceOwner,
     WorkspaceReader,
     client_ip,
-    effective_role,
 )
 from hexahub.identity.models import ApiKey, Role
 from hexahub.identity.schemas import (
@@ -83,16 +82,6 @@ def _key_out(key: ApiKey) -> KeyOut:
         last_used_at=key.last_used_at,
         revoked_at=key.revoked_at,
     )
-
-
-def _key_public(key: ApiKey) -> dict[str, Any]:
-    return {
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": list(key.scopes),
-        "workspace_id": key.workspace_id,
-        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-    }
 
 
 # --- sign-in and tokens --------------------------------------------------------------
@@ -190,44 +179,16 @@ async def me(principal: Authenticated, db: DbSession) -> dict[str, Any]:
 
 @router.patch("/me", summary="Change my display name", response_model=UserOut, tags=["me"])
 async def update_me(body: MeUpdate, principal: AuthenticatedWriter, db: DbSession) -> UserOut:
-    before = service.public_user(principal.user)
-    principal.user.display_name = (
-        service.check_display_name(body.display_name) or (principal.user.email.split("@")[0])
-    )
-    audit.record(
-        db,
-        "user.updated",
-        actor=principal,
-        target_type="user",
-        target_id=principal.user.id,
-        before=before,
-        after=service.public_user(principal.user),
-    )
-    await db.commit()
-    return _user_out(principal.user)
+    return _user_out(await actions.update_display_name(db, principal, body.display_name))
 
 
 @router.post("/me/password", summary="Change my password", status_code=204, tags=["me"])
 async def change_my_password(
     body: PasswordChange, principal: AuthenticatedWriter, db: DbSession
 ) -> Response:
-    if principal.api_key is not None:
-        raise Forbidden("passwords cannot be changed with an API key; sign in")
-    await service.change_password(
-        db,
-        principal.user,
-        current=body.current_password,
-        new=body.new_password,
-        keep_session=principal.session.id if principal.session else None,
+    await actions.change_password(
+        db, principal, current=body.current_password, new=body.new_password
     )
-    audit.record(
-        db,
-        "user.password_changed",
-        actor=principal,
-        target_type="user",
-        target_id=principal.user.id,
-    )
-    await db.commit()
     return Response(status_code=204)
 
 
@@ -333,29 +294,13 @@ async def list_workspaces(principal: Authenticated, db: DbSession) -> list[dict[
 async def create_workspace(
     body: WorkspaceCreate, principal: AuthenticatedWriter, db: DbSession
 ) -> dict[str, Any]:
-    if principal.api_key is not None and principal.api_key.workspace_id is not None:
-        raise Forbidden("a key bound to one workspace cannot create workspaces")
-    if body.organization_id is not None and not principal.user.is_admin:
-        raise Forbidden("only installation administrators choose the organisation")
-    workspace = await workspaces.create_workspace(
+    return await actions.create_workspace(
         db,
-        principal.user,
+        principal,
         name=body.name,
-        organization_id=body.organization_id,
         description=body.description,
+        organization_id=body.organization_id,
     )
-    shown = workspaces.workspace_dict(workspace, Role.owner)
-    audit.record(
-        db,
-        "workspace.created",
-        actor=principal,
-        workspace_id=workspace.id,
-        target_type="workspace",
-        target_id=workspace.id,
-        after=shown,
-    )
-    await db.commit()
-    return shown
 
 
 @router.get(
@@ -377,22 +322,7 @@ async def get_workspace(access: WorkspaceReader) -> dict[str, Any]:
 async def update_workspace(
     body: WorkspaceUpdate, access: WorkspaceAdmin, db: DbSession
 ) -> dict[str, Any]:
-    before = workspaces.workspace_dict(access.workspace)
-    await workspaces.update_workspace(
-        db, access.workspace, name=body.name, description=body.description
-    )
-    after = workspaces.workspace_dict(access.workspace)
-    audit.record(
-        db,
-        "workspace.updated",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="workspace",
-        target_id=access.workspace.id,
-        before=before,
-        after=after,
-    )
-    await db.commit()
+    await actions.update_workspace(db, access, name=body.name, description=body.description)
     return workspaces.workspace_dict(access.workspace, access.role)
 
 
@@ -403,18 +333,7 @@ async def update_workspace(
     tags=["workspaces"],
 )
 async def delete_workspace(access: WorkspaceOwner, db: DbSession) -> Response:
-    before = workspaces.workspace_dict(access.workspace)
-    await workspaces.delete_workspace(db, access.workspace)
-    audit.record(
-        db,
-        "workspace.deleted",
-        actor=access.principal,
-        workspace_id=before["id"],
-        target_type="workspace",
-        target_id=before["id"],
-        before=before,
-    )
-    await db.commit()
+    await actions.delete_workspace(db, access)
     return Response(status_code=204)
 
 
@@ -449,25 +368,7 @@ async def list_members(access: WorkspaceReader, db: DbSession) -> list[MemberOut
     tags=["members"],
 )
 async def add_member(body: MemberAdd, access: WorkspaceAdmin, db: DbSession) -> MemberOut:
-    user = await service.find_user_by_email(db, body.email)
-    if user is None or not user.is_active:
-        raise NotFound(
-            f"no active account with the e-mail {body.email.strip().lower()}; an administrator "
-            "creates accounts (POST /api/users or `hexahub user create`)"
-        )
-    membership = await workspaces.add_member(
-        db, access.workspace, user, Role(body.role), actor_role=access.role
-    )
-    audit.record(
-        db,
-        "member.added",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="user",
-        target_id=user.id,
-        after={"email": user.email, "role": body.role},
-    )
-    await db.commit()
+    membership, user = await actions.add_member(db, access, email=body.email, role=Role(body.role))
     return _member_out(membership, user)
 
 
@@ -480,21 +381,7 @@ async def add_member(body: MemberAdd, access: WorkspaceAdmin, db: DbSession) -> 
 async def change_member_role(
     user_id: str, body: MemberUpdate, access: WorkspaceAdmin, db: DbSession
 ) -> MemberOut:
-    membership = await workspaces.get_membership(db, access.workspace.id, user_id)
-    user = await service.get_user(db, user_id)
-    before = {"role": membership.role}
-    await workspaces.change_role(db, membership, Role(body.role), actor_role=access.role)
-    audit.record(
-        db,
-        "member.role_changed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="user",
-        target_id=user_id,
-        before=before,
-        after={"role": membership.role},
-    )
-    await db.commit()
+    membership, user = await actions.change_member_role(db, access, user_id, Role(body.role))
     return _member_out(membership, user)
 
 
@@ -505,19 +392,7 @@ async def change_member_role(
     tags=["members"],
 )
 async def remove_member(user_id: str, access: WorkspaceAdmin, db: DbSession) -> Response:
-    membership = await workspaces.get_membership(db, access.workspace.id, user_id)
-    before = {"role": membership.role}
-    await workspaces.remove_member(db, membership, actor_role=access.role, actor_id=access.user.id)
-    audit.record(
-        db,
-        "member.removed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="user",
-        target_id=user_id,
-        before=before,
-    )
-    await db.commit()
+    await actions.remove_member(db, access, user_id)
     return Response(status_code=204)
 
 
@@ -528,18 +403,7 @@ async def remove_member(user_id: str, access: WorkspaceAdmin, db: DbSession) -> 
     tags=["members"],
 )
 async def leave_workspace(access: WorkspaceReader, db: DbSession) -> Response:
-    membership = await workspaces.get_membership(db, access.workspace.id, access.user.id)
-    await workspaces.remove_member(db, membership, actor_role=access.role, actor_id=access.user.id)
-    audit.record(
-        db,
-        "member.left",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="user",
-        target_id=access.user.id,
-        before={"role": membership.role},
-    )
-    await db.commit()
+    await actions.leave_workspace(db, access)
     return Response(status_code=204)
 
 
@@ -552,21 +416,7 @@ async def leave_workspace(access: WorkspaceReader, db: DbSession) -> Response:
 async def transfer_ownership(
     body: OwnershipTransfer, access: WorkspaceOwner, db: DbSession
 ) -> MemberOut:
-    membership = await workspaces.transfer_ownership(
-        db, access.workspace, access.user, body.user_id
-    )
-    user = await service.get_user(db, body.user_id)
-    audit.record(
-        db,
-        "workspace.ownership_transferred",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="user",
-        target_id=user.id,
-        before={"owner": access.user.id},
-        after={"owner": user.id},
-    )
-    await db.commit()
+    membership, user = await actions.transfer_ownership(db, access, body.user_id)
     return _member_out(membership, user)
 
 
@@ -601,18 +451,7 @@ async def list_groups(access: WorkspaceAdminReader, db: DbSession) -> list[dict[
     tags=["groups"],
 )
 async def create_group(body: GroupCreate, access: WorkspaceAdmin, db: DbSession) -> GroupOut:
-    group = await workspaces.create_group(db, access.workspace.organization_id, body.name)
-    audit.record(
-        db,
-        "group.created",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="group",
-        target_id=group.id,
-        after={"name": group.name},
-    )
-    await db.commit()
-    return await _group_out(db, group)
+    return await _group_out(db, await actions.create_group(db, access, body.name))
 
 
 @router.post(
@@ -624,22 +463,7 @@ async def create_group(body: GroupCreate, access: WorkspaceAdmin, db: DbSession)
 async def add_group_member(
     group_id: str, body: GroupMemberAdd, access: WorkspaceAdmin, db: DbSession
 ) -> GroupOut:
-    group = await workspaces.get_group(db, group_id, access.workspace.organization_id)
-    user = await service.find_user_by_email(db, body.email)
-    if user is None:
-        raise NotFound(f"no account with the e-mail {body.email.strip().lower()}")
-    await workspaces.add_group_member(db, group, user)
-    audit.record(
-        db,
-        "group.member_added",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="group",
-        target_id=group.id,
-        after={"user_id": user.id, "email": user.email},
-    )
-    await db.commit()
-    return await _group_out(db, group)
+    return await _group_out(db, await actions.add_group_member(db, access, group_id, body.email))
 
 
 @router.delete(
@@ -651,18 +475,7 @@ async def add_group_member(
 async def remove_group_member(
     group_id: str, user_id: str, access: WorkspaceAdmin, db: DbSession
 ) -> Response:
-    group = await workspaces.get_group(db, group_id, access.workspace.organization_id)
-    await workspaces.remove_group_member(db, group, user_id)
-    audit.record(
-        db,
-        "group.member_removed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="group",
-        target_id=group.id,
-        before={"user_id": user_id},
-    )
-    await db.commit()
+    await actions.remove_group_member(db, access, group_id, user_id)
     return Response(status_code=204)
 
 
@@ -675,22 +488,7 @@ async def remove_group_member(
 async def set_group_role(
     group_id: str, body: GroupRoleSet, access: WorkspaceAdmin, db: DbSession
 ) -> Response:
-    group = await workspaces.get_group(db, group_id, access.workspace.organization_id)
-    before = (await workspaces.group_roles_in(db, access.workspace.id)).get(group.id)
-    await workspaces.set_group_role(
-        db, access.workspace, group, Role(body.role) if body.role else None, actor_role=access.role
-    )
-    audit.record(
-        db,
-        "group.role_changed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="group",
-        target_id=group.id,
-        before={"role": before},
-        after={"role": body.role},
-    )
-    await db.commit()
+    await actions.set_group_role(db, access, group_id, Role(body.role) if body.role else None)
     return Response(status_code=204)
 
 
@@ -720,61 +518,20 @@ async def list_workspace_keys(access: WorkspaceAdminReader, db: DbSession) -> li
     tags=["keys"],
 )
 async def create_key(body: KeyCreate, principal: AuthenticatedWriter, db: DbSession) -> KeyCreated:
-    workspace_id = body.workspace_id
-    if principal.api_key is not None:
-        # A key can mint keys no stronger than itself.
-        extra = keys.expand_scopes(list(body.scopes)) - principal.scopes
-        if extra:
-            raise Forbidden(f"this key cannot grant scopes it lacks: {', '.join(sorted(extra))}")
-        bound = principal.api_key.workspace_id
-        if bound is not None and workspace_id != bound:
-            raise Forbidden("a key bound to a workspace can only create keys for it")
-    if (
-        workspace_id is not None
-        and await effective_role(db, workspace_id, principal.user.id) is None
-    ):
-        raise NotFound(f"no workspace with id {workspace_id}")
-    created = await keys.create_key(
+    created = await actions.create_key(
         db,
-        principal.user,
+        principal,
         name=body.name,
         scopes=list(body.scopes),
-        workspace_id=workspace_id,
+        workspace_id=body.workspace_id,
         expires_in_days=body.expires_in_days,
     )
-    audit.record(
-        db,
-        "key.created",
-        actor=principal,
-        workspace_id=workspace_id,
-        target_type="api_key",
-        target_id=created.key.id,
-        after=_key_public(created.key),
-    )
-    await db.commit()
     return KeyCreated(**_key_out(created.key).model_dump(), key=created.secret)
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key", status_code=204, tags=["keys"])
 async def revoke_key(key_id: str, principal: AuthenticatedWriter, db: DbSession) -> Response:
-    key = await keys.get_key(db, key_id)
-    allowed = key.user_id == principal.user.id
-    if not allowed and key.workspace_id is not None:
-        role = await effective_role(db, key.workspace_id, principal.user.id)
-        allowed = role is not None and role.at_least(Role.admin) and principal.has_scope("admin")
-    if not allowed:
-        raise NotFound(f"no API key with id {key_id}")
-    await keys.revoke_key(db, key)
-    audit.record(
-        db,
-        "key.revoked",
-        actor=principal,
-        workspace_id=key.workspace_id,
-        target_type="api_key",
-        target_id=key.id,
-        before=_key_public(key),
-    )
-    await db.commit()
+    await actions.revoke_key(db, principal, key_id)
     return Response(status_code=204)
 
 

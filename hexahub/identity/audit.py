@@ -140,7 +140,11 @@ async def query(
     if before_id is not None:
         anchor = await db.get(AuditEvent, before_id)
         if anchor is not None:
-            conditions.append(AuditEvent.created_at < anchor.created_at)
+            # (created_at, id) order, so events sharing the anchor's instant are not skipped.
+            conditions.append(
+                (AuditEvent.created_at < anchor.created_at)
+                | ((AuditEvent.created_at == anchor.created_at) & (AuditEvent.id < anchor.id))
+            )
     statement = (
         select(AuditEvent)
         .where(*conditions)

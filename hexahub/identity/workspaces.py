@@ -147,11 +147,13 @@ async def create_default_home(db: AsyncSession, user: User) -> Workspace:
 async def update_workspace(
     db: AsyncSession, workspace: Workspace, *, name: str | None, description: str | None
 ) -> None:
-    if name is not None:
-        workspace.name = check_name(name)
+    # Check everything before changing anything, so a refusal leaves the row untouched.
+    new_name = check_name(name) if name is not None else None
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise ValidationFailed(f"description: use at most {MAX_DESCRIPTION} characters")
+    if new_name is not None:
+        workspace.name = new_name
     if description is not None:
-        if len(description) > MAX_DESCRIPTION:
-            raise ValidationFailed(f"description: use at most {MAX_DESCRIPTION} characters")
         workspace.description = description.strip()
     await db.flush()
 

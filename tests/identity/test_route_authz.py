@@ -75,11 +75,24 @@ async def test_every_route_refuses_strangers_and_other_workspaces(
     group = await app_client.post(
         f"/api/workspaces/{alice.workspace_id}/groups", headers=alice.headers, json={"name": "g"}
     )
+    secret = await app_client.put(
+        f"/api/workspaces/{alice.workspace_id}/secrets/data/route-walk/token",
+        headers=alice.headers,
+        json={"data": {"value": "route-walk-value"}},
+    )
+    policy = await app_client.post(
+        f"/api/workspaces/{alice.workspace_id}/secrets/policies",
+        headers=alice.headers,
+        json={"role": "member", "path_prefix": "route-walk", "capabilities": ["read"]},
+    )
+    assert secret.status_code == 200 and policy.status_code == 201
     targets = {
         "workspace_id": alice.workspace_id,
         "user_id": alice.user_id,
         "key_id": key.json()["id"],
         "group_id": group.json()["id"],
+        "path": "route-walk/token",
+        "policy_id": policy.json()["id"],
     }
     schema = (await app_client.get("/openapi.json")).json()
     ops = operations(schema)

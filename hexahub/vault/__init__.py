@@ -1,0 +1,1 @@
+"""The secrets vault: envelope-encrypted, versioned, policy-guarded, audited secrets."""

@@ -1,0 +1,149 @@
+"""Request and response shapes of the vault API. Values appear only in `SecretData.data`
+(a read, audited) and in write requests; every other shape holds names and metadata."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Capability = Literal["read", "write", "list"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretWrite(Body):
+    data: dict[str, str] = Field(
+        description='The secret\'s keys and values, e.g. {"username": ..., "password": ...}; '
+        "a new version holds exactly these keys."
+    )
+    cas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Check-and-set: write only if the current version is this number "
+        "(0: only if the secret does not exist yet). A mismatch answers 409.",
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="This version's value is refused after this moment (410)."
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=10 * 365 * 86400, description="Or: expire this long from now."
+    )
+    owner: str | None = Field(default=None, max_length=320)
+    tags: list[str] | None = Field(default=None, max_length=20)
+    rotate_by: datetime | None = Field(
+        default=None, description="When the value should next be rotated at its source."
+    )
+
+
+class SecretPatch(SecretWrite):
+    data: dict[str, str | None] = Field(  # type: ignore[assignment]
+        description="Keys to set; a null removes that key. Other keys keep their values."
+    )
+
+
+class MetadataUpdate(Body):
+    owner: str | None = Field(default=None, max_length=320)
+    tags: list[str] | None = Field(default=None, max_length=20)
+    rotate_by: datetime | None = Field(default=None, description="null clears it")
+
+
+class EnvImport(Body):
+    content: str = Field(max_length=1024 * 1024, description="The .env file's text.")
+    source: str = Field(
+        default="", max_length=500, description="Where the file came from (its name or path)."
+    )
+    committed_to_git: bool = Field(
+        default=False,
+        description="The file is tracked by git or appears in a repository's history "
+        "(`hexahub secret import` finds out by asking git).",
+    )
+    cas: int | None = Field(default=None, ge=0)
+    merge: bool = Field(default=False, description="Keep the secret's other keys.")
+
+
+class VersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str
+    key_names: list[str]
+    expires_at: datetime | None
+    expired: bool
+
+
+class SecretOut(BaseModel):
+    path: str
+    current_version: int
+    key_names: list[str]
+    owner: str
+    tags: list[str]
+    rotate_by: datetime | None
+    rotation_due: bool
+    expires_at: datetime | None
+    expired: bool
+    deleted: bool
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    updated_by: str
+
+
+class SecretMetadataOut(SecretOut):
+    versions: list[VersionOut]
+
+
+class SecretData(BaseModel):
+    path: str
+    version: int
+    created_at: datetime
+    expires_at: datetime | None
+    data: dict[str, str]
+
+
+class Written(BaseModel):
+    path: str
+    version: int
+    created_at: datetime
+    key_names: list[str]
+    expires_at: datetime | None
+
+
+class ImportWarning(BaseModel):
+    key: str | None
+    kind: str
+    message: str
+
+
+class Imported(Written):
+    warnings: list[ImportWarning]
+
+
+class PolicyCreate(Body):
+    path_prefix: str = Field(
+        default="",
+        max_length=512,
+        description='"" covers every path; "infra" covers infra and everything under infra/.',
+    )
+    role: Literal["viewer", "member"] | None = Field(
+        default=None, description="Grant to this role and every stronger one."
+    )
+    api_key_id: str | None = Field(
+        default=None, max_length=36, description="Or: grant to this API key alone."
+    )
+    capabilities: list[Capability] = Field(min_length=1)
+    description: str = Field(default="", max_length=500)
+
+
+class PolicyOut(BaseModel):
+    id: str
+    path_prefix: str
+    role: str | None
+    api_key_id: str | None
+    capabilities: list[str]
+    description: str
+    created_by: str
+    created_at: str | None
