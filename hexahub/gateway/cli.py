@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from datetime import timedelta
@@ -12,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hexahub.core.clitools import run
 from hexahub.core.db import utcnow
-from hexahub.core.errors import HexaHubError
-from hexahub.gateway.config import ModelsFileError
 from hexahub.gateway.providers.base import UpstreamError
 
 models_app = typer.Typer(help="Inspect and try the gateway's models.", no_args_is_help=True)
@@ -27,14 +25,6 @@ def _runtime() -> Any:
     from hexahub.core.runtime import Runtime
 
     return Runtime.build(load_settings())
-
-
-def _run(work: Any) -> Any:
-    try:
-        return asyncio.run(work)
-    except (HexaHubError, UpstreamError, ModelsFileError) as exc:
-        err.print(f"[red]{getattr(exc, 'message', exc)}[/red]")
-        raise typer.Exit(1) from exc
 
 
 @models_app.command("list")
@@ -67,7 +57,7 @@ def models_list() -> None:
         "fallbacks",
         "from",
     )
-    for model in _run(fetch()):
+    for model in run(fetch()):
         for i, d in enumerate(model["deployments"] or [{}]):
             table.add_row(
                 model["name"] if i == 0 else "",
@@ -114,8 +104,12 @@ def models_test(
             await gateway.stop()
             await runtime.close()
 
-    with console.status(f"Asking {name} ..."):
-        response, outcome, elapsed = _run(attempt())
+    try:
+        with console.status(f"Asking {name} ..."):
+            response, outcome, elapsed = run(attempt())
+    except UpstreamError as exc:
+        err.print(f"[red]{exc.message}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
     choice = (response.get("choices") or [{}])[0]
     answer = (choice.get("message") or {}).get("content") or ""
     used = response.get("usage") or {}
@@ -177,7 +171,7 @@ def usage_command(
         finally:
             await runtime.close()
 
-    rows = _run(fetch())
+    rows = run(fetch())
     table = Table(
         by,
         "requests",

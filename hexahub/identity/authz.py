@@ -84,7 +84,8 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_credential(request: Request) -> str | None:
+    """The API key or access token sent with a request, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -101,13 +102,10 @@ async def identify(request: Request, db: AsyncSession) -> Principal | None:
     settings = runtime.settings
     ip = client_ip(request)
     principal: Principal | None = None
-    credential = _bearer(request)
+    credential = bearer_credential(request)
     if credential is not None:
         if keys.looks_like_key(credential):
             user, key = await keys.authenticate_key(db, credential)
-            runtime_usage = getattr(request.app.state, "key_usage", None)
-            if runtime_usage is not None:
-                runtime_usage.seen(key.id)
             principal = Principal(user, "api_key", ip, api_key=key)
         else:
             user, auth_session = await sessions.access_token_user(db, settings, credential)
@@ -120,11 +118,21 @@ async def identify(request: Request, db: AsyncSession) -> Principal | None:
             if request.method not in SAFE_METHODS:
                 _check_csrf_header(request)
     if principal is not None:
-        request.state.principal = principal
-        limiter = getattr(request.app.state, "limiter", None)
-        if limiter is not None:
-            await limiter.check_principal(principal)
+        await admit(request, principal)
     return principal
+
+
+async def admit(request: Request, principal: Principal) -> None:
+    """What happens on every request of an identified caller, however it was identified:
+    the key's last use is noted, the request is counted against the caller's rate limit."""
+    if principal.api_key is not None:
+        key_usage = getattr(request.app.state, "key_usage", None)
+        if key_usage is not None:
+            key_usage.seen(principal.api_key.id)
+    request.state.principal = principal
+    limiter = getattr(request.app.state, "limiter", None)
+    if limiter is not None:
+        await limiter.check_principal(principal)
 
 
 def _check_csrf_header(request: Request) -> None:
@@ -135,6 +143,11 @@ def _check_csrf_header(request: Request) -> None:
             "requests signed in with the browser cookie must send the X-CSRF-Token header; "
             "API clients should use an API key or access token instead"
         )
+
+
+def check_scope(principal: Principal, scope: str) -> None:
+    if not principal.has_scope(scope):
+        raise _scope_error(principal, scope)
 
 
 def _scope_error(principal: Principal, scope: str) -> Forbidden:
@@ -150,8 +163,7 @@ def require_user(scope: str = "read") -> Any:
                 "sign in, or send an API key or access token in the Authorization header",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not principal.has_scope(scope):
-            raise _scope_error(principal, scope)
+        check_scope(principal, scope)
         return principal
 
     dependency.__name__ = f"require_user_{scope}"

@@ -5,9 +5,6 @@ Every change is audited with the actor `cli:<login name>`.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -16,47 +13,17 @@ from rich.table import Table
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hexahub.core.clitools import actor_label, with_session
 from hexahub.core.db import utcnow
-from hexahub.core.errors import HexaHubError, NotFound, ValidationFailed
+from hexahub.core.errors import NotFound, ValidationFailed
 from hexahub.identity import audit, keys, service
 from hexahub.identity.models import ApiKey, User, Workspace
-from hexahub.settings import Settings
 
 user_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` with a database session; print HexaHub errors plainly and exit 1."""
-    from hexahub.cli import load_settings
-
-    settings: Settings = load_settings()
-
-    async def main() -> T:
-        from hexahub.core.db import Database
-
-        database = Database(settings)
-        try:
-            async with database.sessions() as db:
-                return await work(db)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(main())
-    except HexaHubError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from exc
 
 
 async def _user_by_email(db: AsyncSession, email: str) -> User:
@@ -93,7 +60,7 @@ def user_create(
         audit.record(
             db,
             "user.created",
-            actor_label=_actor(),
+            actor_label=actor_label(),
             target_type="user",
             target_id=user.id,
             after=service.public_user(user),
@@ -101,7 +68,7 @@ def user_create(
         await db.commit()
         return user
 
-    user = _run(work)
+    user = with_session(work)
     role = "administrator" if user.is_admin else "account"
     console.print(f"Created {role} {user.email} ({user.id}).")
 
@@ -114,7 +81,7 @@ def user_list() -> None:
         return await service.list_users(db)
 
     table = Table("e-mail", "name", "admin", "active", "created (UTC)", "last sign-in (UTC)")
-    for user in _run(work):
+    for user in with_session(work):
         table.add_row(
             user.email,
             user.display_name,
@@ -134,7 +101,7 @@ def _set_active(email: str, active: bool) -> None:
         audit.record(
             db,
             "user.updated",
-            actor_label=_actor(),
+            actor_label=actor_label(),
             target_type="user",
             target_id=user.id,
             before=before,
@@ -142,7 +109,7 @@ def _set_active(email: str, active: bool) -> None:
         )
         await db.commit()
 
-    _run(work)
+    with_session(work)
 
 
 @user_app.command("disable")
@@ -198,7 +165,7 @@ def key_create(
         audit.record(
             db,
             "key.created",
-            actor_label=_actor(),
+            actor_label=actor_label(),
             workspace_id=workspace_id,
             target_type="api_key",
             target_id=created.key.id,
@@ -207,7 +174,7 @@ def key_create(
         await db.commit()
         return created
 
-    created = _run(work)
+    created = with_session(work)
     console.print(f"Key {created.key.prefix} for {email} ({', '.join(created.key.scopes)}):")
     console.print(created.secret, soft_wrap=True, highlight=False)
     console.print("[yellow]Store it now: it is not shown again.[/yellow]")
@@ -227,7 +194,7 @@ def key_list(
         return [(k, e) for k, e in rows.all()]
 
     table = Table("prefix", "name", "owner", "scopes", "workspace", "last used", "state")
-    for key, owner in _run(work):
+    for key, owner in with_session(work):
         state: Any = "active"
         if key.revoked_at:
             state = "[red]revoked[/red]"
@@ -261,7 +228,7 @@ def key_revoke(
         audit.record(
             db,
             "key.revoked",
-            actor_label=_actor(),
+            actor_label=actor_label(),
             workspace_id=key.workspace_id,
             target_type="api_key",
             target_id=key.id,
@@ -270,5 +237,5 @@ def key_revoke(
         await db.commit()
         return key
 
-    key = _run(work)
+    key = with_session(work)
     console.print(f"Revoked {key.prefix} ({key.name}).")

@@ -114,13 +114,18 @@ async def authenticate_key(db: AsyncSession, raw: str) -> tuple[User, ApiKey]:
     if row is None:
         raise Unauthenticated("API key is not valid")
     user, key = row
+    check_usable(user, key)
+    return user, key
+
+
+def check_usable(user: User, key: ApiKey) -> None:
+    """Refuse a key that is revoked or expired, or whose owner is disabled."""
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.prefix} has been revoked")
     if key.expires_at is not None and key.expires_at <= utcnow():
         raise Unauthenticated(f"API key {key.prefix} expired on {key.expires_at:%Y-%m-%d}")
     if not user.is_active:
         raise Unauthenticated("the account that owns this API key is disabled")
-    return user, key
 
 
 async def list_keys(

@@ -206,6 +206,20 @@ async def workspaces_solely_owned_by(db: AsyncSession, user_id: str) -> list[Wor
     return sole
 
 
+async def find_workspace(db: AsyncSession, id_or_slug: str) -> Workspace:
+    """A workspace by id or slug (slugs are unique per organisation, so ask for the id
+    when several organisations use the same one)."""
+    by_id = await db.get(Workspace, id_or_slug)
+    if by_id is not None:
+        return by_id
+    found = list(await db.scalars(select(Workspace).where(Workspace.slug == id_or_slug)))
+    if not found:
+        raise NotFound(f"no workspace with id or slug {id_or_slug}")
+    if len(found) > 1:
+        raise Conflict(f"several organisations have a workspace {id_or_slug}; use its id")
+    return found[0]
+
+
 # --- members -------------------------------------------------------------------------
 
 

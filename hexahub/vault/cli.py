@@ -8,14 +8,11 @@ to stdout (or a 0600 file); everything else goes to stderr or shows names alone.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,9 +24,10 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hexahub.core.clitools import actor_label, command_settings, with_database
 from hexahub.core.db import Database, utcnow
 from hexahub.core.errors import HexaHubError, NotFound
-from hexahub.identity import audit
+from hexahub.identity import audit, workspaces
 from hexahub.identity import service as identity_service
 from hexahub.settings import Settings
 from hexahub.vault import dotenv, keyring, service
@@ -51,44 +49,13 @@ AsOption = Annotated[
 ]
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _settings() -> Settings:
-    from hexahub.cli import load_settings
-
-    return load_settings()
-
-
-def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
-    """Run `work` with the database; print HexaHub errors plainly and exit 1."""
-    settings = _settings()
-
-    async def main() -> T:
-        database = Database(settings)
-        try:
-            return await work(database, settings)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(main())
-    except HexaHubError as exc:
-        err.print(f"[red]{exc.message}[/red]", highlight=False)
-        raise typer.Exit(1) from exc
-
-
 async def _caller(db: AsyncSession, workspace_id: str, as_email: str | None) -> Caller:
     if as_email is None:
-        return Caller.system(_actor())
+        return Caller.system(actor_label())
     user = await identity_service.find_user_by_email(db, as_email)
     if user is None:
         raise NotFound(f"no account with the e-mail {as_email.strip().lower()}")
-    return await service.caller_for_user(db, user, workspace_id, via=_actor())
+    return await service.caller_for_user(db, user, workspace_id, via=actor_label())
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw]?)$")
@@ -159,7 +126,7 @@ def vault_init(
             highlight=False,
         )
         return
-    settings = _settings()
+    settings = command_settings()
     if settings.vault_master_key is not None and settings.vault_master_key.get_secret_value():
         console.print(
             f"The master keys come from {keyring.ENV_NAME}; there is no file to create.",
@@ -182,7 +149,7 @@ def vault_init(
                 )
         return keyring.ensure_key_file(settings)
 
-    path, created = _run(work)
+    path, created = with_database(work)
     if created is None:
         existing = keyring.Keyring.from_file(path)
         console.print(
@@ -208,7 +175,7 @@ def vault_status() -> None:
         async with database.sessions() as db:
             return await service.status(db, settings)
 
-    found = _run(work)
+    found = with_database(work)
     console.print(f"Master keys from {found.source}", highlight=False)
     if found.file_private is False:
         console.print(
@@ -277,7 +244,7 @@ def vault_rotate_master(
             audit.record(
                 db,
                 "vault.master_key_rotated",
-                actor_label=_actor(),
+                actor_label=actor_label(),
                 target_type="vault",
                 details={
                     "new_key_id": added.id if added else None,
@@ -305,7 +272,7 @@ def vault_rotate_master(
                 err.print(f"[red]could not re-wrap {line}[/red]", highlight=False)
             raise typer.Exit(1)
 
-    _run(work)
+    with_database(work)
 
 
 # --- hexahub secret ...  -------------------------------------------------------------
@@ -340,7 +307,7 @@ def secret_put(
 
     async def work(database: Database, settings: Settings) -> Any:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             return await service.write_secret(
                 db,
@@ -357,7 +324,7 @@ def secret_put(
                 rotate_by=rotate,
             )
 
-    row = _run(work)
+    row = with_database(work)
     err.print(
         f"Wrote version {row.version} of {path.strip('/')} ({', '.join(row.key_names)}).",
         highlight=False,
@@ -379,7 +346,7 @@ def secret_get(
 
     async def work(database: Database, settings: Settings) -> tuple[Any, dict[str, str] | None]:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             if not reveal:
                 secret, versions = await service.describe_secret(db, caller, found.id, path)
@@ -393,7 +360,7 @@ def secret_get(
             )
             return read.version, read.data
 
-    row, data = _run(work)
+    row, data = with_database(work)
     if data is None:
         err.print(
             f"{path.strip('/')} version {row.version}: keys {', '.join(row.key_names)}. "
@@ -423,14 +390,14 @@ def secret_list(
 
     async def work(database: Database, settings: Settings) -> list[service.SecretInfo]:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             return await service.list_secrets(
                 db, caller, found.id, prefix=prefix, include_deleted=deleted
             )
 
     table = Table("path", "keys", "version", "owner", "tags", "rotate by", "expires", "state")
-    for info in _run(work):
+    for info in with_database(work):
         shown = service.summary_dict(info.secret, info.current)
         state = "deleted" if shown["deleted"] else ("expired" if shown["expired"] else "")
         if shown["rotation_due"]:
@@ -454,11 +421,11 @@ def secret_history(workspace: WorkspaceArg, path: PathArg, as_email: AsOption = 
 
     async def work(database: Database, settings: Settings) -> tuple[Any, list[Any]]:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             return await service.describe_secret(db, caller, found.id, path)
 
-    secret, versions = _run(work)
+    secret, versions = with_database(work)
     state = " (deleted)" if secret.deleted_at else ""
     table = Table(
         "version", "written (UTC)", "by", "keys", "expires", title=f"{secret.path}{state}"
@@ -488,14 +455,14 @@ def secret_rm(
 
     async def work(database: Database, settings: Settings) -> None:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             if destroy:
                 await service.destroy_secret(db, caller, found.id, path)
             else:
                 await service.delete_secret(db, caller, found.id, path)
 
-    _run(work)
+    with_database(work)
     done = "Destroyed" if destroy else "Deleted (undelete restores it)"
     err.print(f"{done}: {path.strip('/')}", highlight=False)
 
@@ -506,11 +473,11 @@ def secret_undelete(workspace: WorkspaceArg, path: PathArg, as_email: AsOption =
 
     async def work(database: Database, settings: Settings) -> None:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             await service.undelete_secret(db, caller, found.id, path)
 
-    _run(work)
+    with_database(work)
     err.print(f"Restored {path.strip('/')}.", highlight=False)
 
 
@@ -560,7 +527,7 @@ def secret_import(
 
     async def work(database: Database, settings: Settings) -> service.Imported:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             return await service.import_env(
                 db,
@@ -575,7 +542,7 @@ def secret_import(
                 merge=merge,
             )
 
-    result = _run(work)
+    result = with_database(work)
     err.print(
         f"Imported {len(result.version.key_names)} variable(s) into {path.strip('/')} "
         f"(version {result.version.version}).",
@@ -598,11 +565,11 @@ def secret_export(
 
     async def work(database: Database, settings: Settings) -> str:
         async with database.sessions() as db:
-            found = await service.find_workspace(db, workspace)
+            found = await workspaces.find_workspace(db, workspace)
             caller = await _caller(db, found.id, as_email)
             return await service.export_env(db, settings, caller, found.id, prefix)
 
-    text = _run(work)
+    text = with_database(work)
     if output is None:
         sys.stdout.write(text)
         return

@@ -30,9 +30,9 @@ from hexahub.core.errors import (
     NotFound,
     ValidationFailed,
 )
-from hexahub.identity import audit, keys
+from hexahub.identity import audit, keys, workspaces
 from hexahub.identity.authz import Principal, WorkspaceAccess, effective_role
-from hexahub.identity.models import ApiKey, Role, User, Workspace
+from hexahub.identity.models import ApiKey, Role, User
 from hexahub.settings import Settings
 from hexahub.vault import dotenv, envelope, keyring, policies
 from hexahub.vault.envelope import Location, Sealed
@@ -895,20 +895,6 @@ def is_reference(text: str) -> bool:
     return text.startswith(REFERENCE_SCHEME)
 
 
-async def find_workspace(db: AsyncSession, id_or_slug: str) -> Workspace:
-    """A workspace by id or slug. (Reads identity's table directly: identity has no
-    look-up by slug to call yet.)"""
-    by_id = await db.get(Workspace, id_or_slug)
-    if by_id is not None:
-        return by_id
-    found = list(await db.scalars(select(Workspace).where(Workspace.slug == id_or_slug)))
-    if not found:
-        raise NotFound(f"no workspace with id or slug {id_or_slug}")
-    if len(found) > 1:
-        raise Conflict(f"several organisations have a workspace {id_or_slug}; use its id")
-    return found[0]
-
-
 async def resolve_reference(
     db: AsyncSession,
     settings: Settings,
@@ -926,7 +912,7 @@ async def resolve_reference(
     workspace's secrets is refused. Audited as `secret.resolved` with the purpose.
     """
     ref = Reference.parse(reference)
-    workspace = await find_workspace(db, ref.workspace)
+    workspace = await workspaces.find_workspace(db, ref.workspace)
     caller = caller or Caller.system(f"system:{purpose}")
     if workspace_id is not None and workspace.id != workspace_id:
         await record_denied(

@@ -28,7 +28,7 @@ from hexahub.core.errors import (
     ValidationFailed,
 )
 from hexahub.core.runtime import Runtime
-from hexahub.identity import service, sessions
+from hexahub.identity import oidc, service, sessions
 from hexahub.identity.authz import SESSION_COOKIE, client_ip
 from hexahub.settings import Settings
 from hexahub.web import account_pages, audit_pages, workspace_pages
@@ -97,9 +97,7 @@ def setup_url(settings: Settings) -> str:
 
 
 def _sso_name(request: Request) -> str:
-    """The SSO button's label, or "" when single sign-on is not configured."""
-    settings = _settings(request)
-    return settings.oidc_display_name if settings.oidc_issuer else ""
+    return oidc.sso_display_name(_settings(request))
 
 
 def _set_session_cookie(response: Response, settings: Settings, token: str) -> None:

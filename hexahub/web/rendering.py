@@ -48,13 +48,13 @@ PRODUCT_AREAS: tuple[ProductArea, ...] = (
     ProductArea("repositories", "Repositories", "Indexed code, search and secret scanning."),
     ProductArea("automation", "Automation", "Scheduled jobs, functions and their run history."),
     ProductArea("infrastructure", "Infrastructure", "Hosts, services, health and drift."),
-    ProductArea("secrets", "Secrets", "The vault: encrypted, versioned, audited secrets."),
 )
 
 # Areas with real pages.
 READY_AREAS: tuple[ProductArea, ...] = (
     ProductArea("workspaces", "Workspaces", "Your workspaces, their members, groups and roles."),
     ProductArea("keys", "API keys", "Scoped keys for scripts, tools and the model APIs."),
+    ProductArea("secrets", "Secrets", "The vault: encrypted, versioned, audited secrets."),
     ProductArea("audit", "Audit", "Who changed what, and every secret read."),
 )
 

@@ -17,10 +17,11 @@ from starlette.responses import Response
 
 from hexahub.core.deps import DbSession, RuntimeDep
 from hexahub.core.errors import HexaHubError
+from hexahub.identity import workspaces
 from hexahub.identity.authz import WorkspaceAccess
 from hexahub.vault import service
 from hexahub.vault.service import Caller
-from hexahub.web.access import PageRoute, WorkspaceReaderPage, workspace_context
+from hexahub.web.access import PagePrincipal, PageRoute, WorkspaceReaderPage, workspace_context
 from hexahub.web.csrf import require_csrf
 from hexahub.web.rendering import redirect, render
 
@@ -75,6 +76,15 @@ async def _page(
         status_code=error.status_code if error else 200,
         user=access.user,
     )
+
+
+@router.get("/secrets")
+async def secrets_index(db: DbSession, principal: PagePrincipal) -> Response:
+    """The navigation's Secrets entry: the vault of my first workspace."""
+    mine = await workspaces.workspaces_of(db, principal.user.id)
+    if not mine:
+        return redirect("/workspaces")
+    return redirect(f"/workspaces/{mine[0][0].id}/secrets")
 
 
 @router.get("/workspaces/{workspace_id}/secrets")
