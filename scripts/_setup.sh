@@ -52,7 +52,12 @@ hexahub_setup() {
   local want
   want="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "Installing HexaHub${extras:+ with $extras} (first time: a minute or two)"
+    if [[ "$extras" == *local* ]] && ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+      # The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
+      say "Installing the CPU build of torch (for the local embedding model)"
+      "$VENV/bin/python" -m pip install --quiet "torch==${HEXAHUB_TORCH_VERSION:-2.13.0}"
+    fi
+    say "Installing HexaHub${extras:+ with $extras} (the first time compiles llama.cpp: about ten minutes)"
     "$VENV/bin/python" -m pip install --quiet --editable "$REPO_ROOT$extras"
     echo "$want" >"$stamp"
   fi

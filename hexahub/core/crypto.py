@@ -43,6 +43,5 @@ def unseal(secret_key: str, token: str, *, context: str) -> str:
         return AESGCM(_key(secret_key)).decrypt(raw[:12], raw[12:], context.encode()).decode()
     except InvalidTag as exc:
         raise SealError(
-            "a sealed value could not be opened: HEXAHUB_SECRET_KEY changed or the data "
-            "was altered"
+            "a sealed value could not be opened: HEXAHUB_SECRET_KEY changed or the data was altered"
         ) from exc
