@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from hexahub.app import create_app
@@ -111,13 +113,23 @@ def _truncate_postgres(url: str) -> None:
     asyncio.run(run())
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per test session; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "hexahub.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    with sqlite3.connect(path) as conn:  # everything into the main file before copying
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: SQLite always, PostgreSQL when configured."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'hexahub.db'}"
-        migrate.upgrade(url)
-        yield url
+        path = tmp_path / "hexahub.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     url = request.getfixturevalue("postgres_database")
     yield url

@@ -93,6 +93,9 @@ _STATUS_CODES = {
 }
 
 
+INTERNAL_ERROR_MESSAGE = "internal error; the server log has the details under this request's id"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -144,14 +147,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only reached for errors outside RequestContextMiddleware, which answers (and logs
+    # with the request id) everything raised inside it.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        error_body(
-            "internal_error",
-            "internal error; the server log has the details under this request's id",
-        ),
-        status_code=500,
-    )
+    return JSONResponse(error_body("internal_error", INTERNAL_ERROR_MESSAGE), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -39,8 +39,12 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 async def metrics(runtime: RuntimeDep) -> Response:
     if not runtime.settings.metrics_enabled:
         return JSONResponse(
-            {"error": {"code": "not_found", "message": "metrics are turned off "
-                       "(HEXAHUB_METRICS_ENABLED=false)"}},
+            {
+                "error": {
+                    "code": "not_found",
+                    "message": "metrics are turned off (HEXAHUB_METRICS_ENABLED=false)",
+                }
+            },
             status_code=404,
         )
     payload, content_type = render_latest()

@@ -5,6 +5,7 @@ One pure-ASGI layer (cheap on the hot path) that:
   the logging context and in the response's `X-Request-ID` header;
 - refuses bodies over the configured size with 413 (by Content-Length up front, and by
   counting while streaming when there is none);
+- answers an unhandled exception with a generic 500 and logs it under the request id;
 - records Prometheus request counts and latencies by route template and status;
 - adds security headers to every response.
 """
@@ -16,15 +17,18 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hexahub.core.errors import PayloadTooLarge, error_body
+from hexahub.core.errors import INTERNAL_ERROR_MESSAGE, error_body
 from hexahub.core.logging import request_id_var
 from hexahub.core.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("hexahub.http")
+error_log = logging.getLogger("hexahub.errors")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 CONTENT_SECURITY_POLICY = (
@@ -32,6 +36,18 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a body without Content-Length is read. An HTTPException because
+    FastAPI turns any other error raised while it reads a body into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            detail=f"request body is larger than the {limit}-byte limit",
+            headers={"connection": "close"},
+        )
 
 
 class RequestContextMiddleware:
@@ -56,12 +72,13 @@ class RequestContextMiddleware:
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        status_holder = {"status": 500, "started": False}
         method = scope["method"]
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.append((b"x-request-id", request_id.encode()))
@@ -75,7 +92,18 @@ class RequestContextMiddleware:
             if declared is not None and declared > self.max_body_bytes:
                 await _send_too_large(send_wrapper, self.max_body_bytes)
                 return
-            await self.app(scope, self._limited(receive), send_wrapper)
+            try:
+                await self.app(scope, self._limited(receive), send_wrapper)
+            except Exception:
+                # Answered here rather than by Starlette's outermost handler, so that the
+                # 500 gets the request id and security headers and the log line the id.
+                error_log.exception("unhandled error on %s %s", method, scope.get("path", ""))
+                if status_holder["started"]:
+                    raise  # too late for an error response: the server drops the connection
+                status_holder["status"] = 500
+                await _send_json(
+                    send_wrapper, 500, error_body("internal_error", INTERNAL_ERROR_MESSAGE)
+                )
         finally:
             HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
@@ -103,7 +131,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+                    raise BodyTooLarge(limit)
             return message
 
         return receive_limited
@@ -134,18 +162,23 @@ def _route_template(scope: Scope) -> str:
 
 
 async def _send_too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        error_body("payload_too_large", f"request body is larger than the {limit}-byte limit")
-    ).encode()
+    body = error_body("payload_too_large", f"request body is larger than the {limit}-byte limit")
+    await _send_json(send, 413, body, [(b"connection", b"close")])
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": payload})

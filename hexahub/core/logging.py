@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-_STANDARD_ATTRS = set(
-    logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__
-) | {"message", "asctime", "request_id"}
+_STANDARD_ATTRS = set(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+}
 
 
 class _RequestIdFilter(logging.Filter):

@@ -87,37 +87,53 @@ class InProcessState:
         self._values.clear()
 
 
-# Increment and set the expiry only when the key is new, atomically on the server.
+# Increment and set the expiry only when the key is new, atomically on the server. "New"
+# is asked of the key itself: a counter that comes back to its first value is not new.
 _INCR_WITH_TTL = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if tonumber(ARGV[2]) > 0 and value == tonumber(ARGV[1]) then
+if created and tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value
 """
 
 
+def _milliseconds(ttl_seconds: float | None) -> int:
+    """0 means no expiry; any positive TTL is at least 1 ms (Redis refuses PX 0)."""
+    return max(1, int(ttl_seconds * 1000)) if ttl_seconds else 0
+
+
 class RedisState:
     backend = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "hexahub:") -> None:
-        self.client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30
+    def __init__(self, url: str, *, prefix: str = "hexahub:", max_connections: int = 100) -> None:
+        # A blocking pool: a burst of more concurrent calls than connections waits for a
+        # free one instead of failing with "Too many connections".
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=5,
+            socket_connect_timeout=3,
+            socket_timeout=5,
+            health_check_interval=30,
         )
+        self.client = aioredis.Redis(connection_pool=self._pool)
         self.prefix = prefix
         self._incr = self.client.register_script(_INCR_WITH_TTL)
 
     async def incr(self, key: str, amount: int = 1, *, ttl_seconds: float | None = None) -> int:
-        ttl_ms = int(ttl_seconds * 1000) if ttl_seconds else 0
+        ttl_ms = _milliseconds(ttl_seconds)
         return int(await self._incr(keys=[self.prefix + key], args=[amount, ttl_ms]))
 
     async def get(self, key: str) -> bytes | None:
         value = await self.client.get(self.prefix + key)
-        return None if value is None else bytes(value)
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
 
     async def set(self, key: str, value: bytes, *, ttl_seconds: float | None = None) -> None:
-        ttl_ms = int(ttl_seconds * 1000) if ttl_seconds else None
-        await self.client.set(self.prefix + key, value, px=ttl_ms)
+        await self.client.set(self.prefix + key, value, px=_milliseconds(ttl_seconds) or None)
 
     async def delete(self, key: str) -> None:
         await self.client.delete(self.prefix + key)
@@ -127,6 +143,7 @@ class RedisState:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self._pool.disconnect()
 
 
 def make_shared_state(redis_url: str) -> SharedState:

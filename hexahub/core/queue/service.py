@@ -111,17 +111,33 @@ class TaskQueue:
         async with self.sessions() as db:
             db.add(row)
             await db.commit()
-        if due_now:
-            await self._send(row.id)
+        if due_now and not await self._send(row.id):
+            await self._mark_unsent([row.id])
         return row.id
 
-    async def _send(self, task_id: str) -> None:
+    async def _send(self, task_id: str) -> bool:
         try:
             await self.carrier.send(task_id)
         except Exception as exc:
-            # The row stays queued; the sweeper sends it again once the carrier is back.
-            log.warning("could not hand task %s to the %s carrier: %s", task_id,
-                        self.carrier.name, exc)
+            log.warning(
+                "could not hand task %s to the %s carrier: %s", task_id, self.carrier.name, exc
+            )
+            return False
+        return True
+
+    async def _mark_unsent(self, task_ids: list[str]) -> None:
+        """The rows stay queued with no sent_at, so the next sweep sends them again
+        (rather than after `resend_after`) once the carrier is back."""
+        try:
+            async with self.sessions() as db:
+                await db.execute(
+                    update(Task)
+                    .where(Task.id.in_(task_ids), Task.status == "queued")
+                    .values(sent_at=None)
+                )
+                await db.commit()
+        except Exception as exc:
+            log.warning("could not mark %d unsent task(s): %s", len(task_ids), exc)
 
     # --- running ---------------------------------------------------------------------
     async def run_task(self, task_id: str) -> None:
@@ -158,9 +174,14 @@ class TaskQueue:
 
         started = time.perf_counter()
         if definition is None:
-            await self._fail(task_id, name, attempt, max_attempts,
-                             f"no handler is registered for task {name!r} in this process",
-                             retry=False)
+            await self._fail(
+                task_id,
+                name,
+                attempt,
+                max_attempts,
+                f"no handler is registered for task {name!r} in this process",
+                retry=False,
+            )
             return
         context = TaskContext(task_id, name, attempt, self, self.state)
         try:
@@ -172,8 +193,9 @@ class TaskQueue:
             await self._release(task_id)
             raise
         except TimeoutError:
-            await self._fail(task_id, name, attempt, max_attempts,
-                             f"timed out after {definition_timeout:g} s")
+            await self._fail(
+                task_id, name, attempt, max_attempts, f"timed out after {definition_timeout:g} s"
+            )
         except Exception as exc:
             detail = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
             await self._fail(task_id, name, attempt, max_attempts, detail)
@@ -187,14 +209,28 @@ class TaskQueue:
             await db.execute(
                 update(Task)
                 .where(Task.id == task_id, Task.status == "running")
-                .values(status="succeeded", result=_jsonable(result), finished_at=utcnow(),
-                        locked_until=None, last_error=None, updated_at=utcnow())
+                .values(
+                    status="succeeded",
+                    result=_jsonable(result),
+                    finished_at=utcnow(),
+                    locked_until=None,
+                    last_error=None,
+                    updated_at=utcnow(),
+                )
             )
             await db.commit()
         TASKS.labels(name, "succeeded").inc()
 
-    async def _fail(self, task_id: str, name: str, attempt: int, max_attempts: int,
-                    error: str, *, retry: bool = True) -> None:
+    async def _fail(
+        self,
+        task_id: str,
+        name: str,
+        attempt: int,
+        max_attempts: int,
+        error: str,
+        *,
+        retry: bool = True,
+    ) -> None:
         now = utcnow()
         if retry and attempt < max_attempts:
             values: dict[str, Any] = {
@@ -203,13 +239,23 @@ class TaskQueue:
                 "sent_at": None,
             }
             outcome = "retried"
-            log.warning("task %s (%s) failed attempt %d of %d; retrying", task_id, name,
-                        attempt, max_attempts)
+            log.warning(
+                "task %s (%s) failed attempt %d of %d; retrying",
+                task_id,
+                name,
+                attempt,
+                max_attempts,
+            )
         else:
             values = {"status": "dead", "finished_at": now}
             outcome = "dead"
-            log.error("task %s (%s) moved to the dead-letter list after %d attempts: %s",
-                      task_id, name, attempt, error.strip().splitlines()[-1] if error else "")
+            log.error(
+                "task %s (%s) moved to the dead-letter list after %d attempts: %s",
+                task_id,
+                name,
+                attempt,
+                error.strip().splitlines()[-1] if error else "",
+            )
         async with self.sessions() as db:
             await db.execute(
                 update(Task)
@@ -225,8 +271,14 @@ class TaskQueue:
                 await db.execute(
                     update(Task)
                     .where(Task.id == task_id, Task.status == "running")
-                    .values(status="pending", attempts=Task.attempts - 1, run_after=utcnow(),
-                            sent_at=None, locked_until=None, updated_at=utcnow())
+                    .values(
+                        status="pending",
+                        attempts=Task.attempts - 1,
+                        run_after=utcnow(),
+                        sent_at=None,
+                        locked_until=None,
+                        updated_at=utcnow(),
+                    )
                 )
                 await db.commit()
 
@@ -239,28 +291,50 @@ class TaskQueue:
             # Runners that died mid-task: retry, or dead-letter when attempts are used up.
             await db.execute(
                 update(Task)
-                .where(Task.status == "running", Task.locked_until < now,
-                       Task.attempts < Task.max_attempts)
-                .values(status="pending", run_after=now, locked_until=None, sent_at=None,
-                        last_error="the runner stopped before finishing", updated_at=now)
+                .where(
+                    Task.status == "running",
+                    Task.locked_until < now,
+                    Task.attempts < Task.max_attempts,
+                )
+                .values(
+                    status="pending",
+                    run_after=now,
+                    locked_until=None,
+                    sent_at=None,
+                    last_error="the runner stopped before finishing",
+                    updated_at=now,
+                )
             )
             await db.execute(
                 update(Task)
-                .where(Task.status == "running", Task.locked_until < now,
-                       Task.attempts >= Task.max_attempts)
-                .values(status="dead", locked_until=None, finished_at=now,
-                        last_error="the runner stopped before finishing", updated_at=now)
+                .where(
+                    Task.status == "running",
+                    Task.locked_until < now,
+                    Task.attempts >= Task.max_attempts,
+                )
+                .values(
+                    status="dead",
+                    locked_until=None,
+                    finished_at=now,
+                    last_error="the runner stopped before finishing",
+                    updated_at=now,
+                )
             )
             await db.commit()
 
-            due = (await db.scalars(
-                select(Task.id).where(Task.status == "pending", Task.run_after <= now)
-                .order_by(Task.run_after).limit(500)
-            )).all()
+            due = (
+                await db.scalars(
+                    select(Task.id)
+                    .where(Task.status == "pending", Task.run_after <= now)
+                    .order_by(Task.run_after, Task.id)
+                    .limit(500)
+                )
+            ).all()
             to_send: list[str] = []
             for task_id in due:
                 moved = await db.execute(
-                    update(Task).where(Task.id == task_id, Task.status == "pending")
+                    update(Task)
+                    .where(Task.id == task_id, Task.status == "pending")
                     .values(status="queued", sent_at=now, updated_at=now)
                 )
                 if moved.rowcount == 1:  # type: ignore[attr-defined]
@@ -268,14 +342,20 @@ class TaskQueue:
             stale_before = now - timedelta(seconds=self.resend_after)
             stale_filter = Task.status == "queued"
             if not resend_all_queued:
-                stale_filter = and_(stale_filter, or_(Task.sent_at.is_(None),
-                                                      Task.sent_at < stale_before))
+                stale_filter = and_(
+                    stale_filter, or_(Task.sent_at.is_(None), Task.sent_at < stale_before)
+                )
             stale = (await db.scalars(select(Task.id).where(stale_filter).limit(500))).all()
             if stale:
                 await db.execute(update(Task).where(Task.id.in_(stale)).values(sent_at=now))
             await db.commit()
-        for task_id in [*to_send, *stale]:
-            await self._send(task_id)
+        # A due task just moved to queued is also in `stale` when every queued id goes.
+        sending = list(dict.fromkeys([*to_send, *stale]))
+        for index, task_id in enumerate(sending):
+            if not await self._send(task_id):
+                # The carrier is down: stop rather than wait out a timeout per id.
+                await self._mark_unsent(sending[index:])
+                break
             sent += 1
         return sent
 
@@ -341,9 +421,16 @@ class TaskQueue:
         """Give a dead-lettered task a fresh set of attempts."""
         async with self.sessions() as db:
             moved = await db.execute(
-                update(Task).where(Task.id == task_id, Task.status == "dead")
-                .values(status="pending", attempts=0, run_after=utcnow(), finished_at=None,
-                        sent_at=None, updated_at=utcnow())
+                update(Task)
+                .where(Task.id == task_id, Task.status == "dead")
+                .values(
+                    status="pending",
+                    attempts=0,
+                    run_after=utcnow(),
+                    finished_at=None,
+                    sent_at=None,
+                    updated_at=utcnow(),
+                )
             )
             await db.commit()
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -351,7 +438,7 @@ class TaskQueue:
             raise Conflict(f"task {task_id} is not in the dead-letter list")
         self._wake.set()
 
-    async def wait_for(self, task_id: str, *, timeout: float = 30.0) -> Task:
+    async def wait_for(self, task_id: str, *, timeout: float = 30.0) -> Task:  # noqa: ASYNC109
         """Wait until a task has succeeded or is dead (for the CLI and tests)."""
         deadline = time.monotonic() + timeout
         delay = 0.01
