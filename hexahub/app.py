@@ -71,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_request_body_bytes,
         hsts=settings.behind_tls,
     )
+    # The model APIs first: route matching is linear and they carry the most traffic.
+    app.include_router(gateway_api.openai_router)
+    app.include_router(gateway_api.anthropic_router)
     app.include_router(health_router)
     app.include_router(identity_api.router)
     app.include_router(oidc.router)
     app.include_router(vault_api.router)
-    app.include_router(gateway_api.openai_router)
-    app.include_router(gateway_api.anthropic_router)
     app.include_router(gateway_admin_api.router)
     pages.mount(app)
     vault_pages.register_pages(app)

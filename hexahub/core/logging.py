@@ -67,3 +67,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     # taskiq logs every task it hands over, which our queue already records.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("taskiq").setLevel(max(root.level, logging.WARNING))
+    # httpx logs every upstream request (with its URL) at INFO; our own line covers it.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))

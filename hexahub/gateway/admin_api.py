@@ -247,7 +247,7 @@ async def put_key_limits(
         after=_limits_dict(row),
     )
     await db.commit()
-    _gateway(request).forget_limits(key_id)
+    _gateway(request).forget_callers()
     return _limits_dict(row)
 
 
@@ -264,7 +264,9 @@ async def get_policy(access: WorkspaceReader, db: DbSession) -> dict[str, Any]:
 
 
 @router.put("/workspaces/{workspace_id}/gateway-policy", summary="Change the gateway policy")
-async def put_policy(body: Policy, access: WorkspaceAdmin, db: DbSession) -> dict[str, Any]:
+async def put_policy(
+    body: Policy, request: Request, access: WorkspaceAdmin, db: DbSession
+) -> dict[str, Any]:
     before = await get_policy(access, db)
     policy = await service.set_workspace_policy(
         db, access.workspace.id, local_only=body.local_only, trace_bodies=body.trace_bodies
@@ -281,6 +283,7 @@ async def put_policy(body: Policy, access: WorkspaceAdmin, db: DbSession) -> dic
         after=after,
     )
     await db.commit()
+    _gateway(request).forget_callers()
     return after
 
 

@@ -13,23 +13,21 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from hexahub.core.deps import get_db
-from hexahub.core.errors import Forbidden, NotFound
-from hexahub.gateway import service, validate
+from hexahub.core.errors import Forbidden
+from hexahub.gateway import callers, validate
+from hexahub.gateway.callers import Caller
 from hexahub.gateway.engine import CallContext, Gateway, StreamResult
 from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
 from hexahub.gateway.providers.base import JSON, UpstreamError
 from hexahub.gateway.translate import anthropic as translate
-from hexahub.identity.authz import Principal, require_user, workspace_access
-from hexahub.identity.models import Role, Workspace
-from hexahub.identity.workspaces import workspaces_of
+from hexahub.identity import keys
+from hexahub.identity.authz import admit, bearer_credential, client_ip, require_user
 
 log = logging.getLogger("hexahub.gateway.api")
 
@@ -39,7 +37,7 @@ openai_router = APIRouter(
 anthropic_router = APIRouter(
     prefix="/v1", tags=["gateway (Anthropic-compatible)"], route_class=AnthropicRoute
 )
-GatewayCaller = Depends(require_user("gateway"))
+require_gateway_caller = require_user("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -59,47 +57,38 @@ async def read_json(request: Request) -> dict[str, Any]:
     return validate.require_object(body)
 
 
-async def _workspace_for(db: AsyncSession, principal: Principal, request: Request) -> str:
-    key = principal.api_key
-    if key is not None and key.workspace_id is not None:
-        access = await workspace_access(db, principal, key.workspace_id, Role.member, "gateway")
-        return access.workspace.id
-    wanted = request.headers.get("x-hexahub-workspace")
-    if wanted:
-        found = await db.scalar(
-            select(Workspace.id).where(or_(Workspace.id == wanted, Workspace.slug == wanted))
-        )
-        if found is None:
-            raise NotFound(f"no workspace {wanted!r} (X-HexaHub-Workspace)")
-        access = await workspace_access(db, principal, found, Role.member, "gateway")
-        return access.workspace.id
-    for workspace, role in await workspaces_of(db, principal.user.id):
-        if role.at_least(Role.member):
-            return workspace.id
-    raise Forbidden(
-        "you are not a member of any workspace, so there is nothing to count this "
-        "request against; ask a workspace admin to add you"
-    )
+async def caller_of(request: Request, gateway: Gateway) -> Caller:
+    """Who sent this request, under which rules. API keys are remembered for a second
+    (hexahub.gateway.callers); access tokens and browser sessions are read each time."""
+    credential = bearer_credential(request)
+    wanted = request.headers.get("x-hexahub-workspace") or None
+    if credential is not None and keys.looks_like_key(credential):
+        ip = client_ip(request)
+        caller = await gateway.callers.for_key(credential, wanted, ip=ip)
+        principal = replace(caller.principal, ip=ip)
+        await admit(request, principal)
+        return replace(caller, principal=principal)
+    # A session of its own, closed before the request goes upstream: a connection held
+    # for a whole (maybe streamed, maybe minutes-long) model call starves the pool.
+    async with gateway.runtime.db.sessions() as db:
+        principal = await require_gateway_caller(request, db)
+        return await callers.resolve(db, principal, wanted)
 
 
-async def call_context(
-    request: Request, db: AsyncSession = Depends(get_db), principal: Principal = GatewayCaller
-) -> CallContext:
+async def call_context(request: Request) -> CallContext:
     gateway = gateway_of(request)
-    workspace_id = await _workspace_for(db, principal, request)
-    policy = await service.workspace_policy(db, workspace_id)
-    key_id = principal.api_key.id if principal.api_key else None
-    limits = await gateway.key_limits(key_id)
+    caller = await caller_of(request, gateway)
+    principal, limits = caller.principal, caller.limits
     wanted_cache = request.headers.get("x-hexahub-cache", "").lower()
     cache = wanted_cache in ("on", "true", "1") or (
         bool(limits and limits.cache) and wanted_cache not in ("off", "false", "0")
     )
     ctx = CallContext(
-        workspace_id=workspace_id,
+        workspace_id=caller.workspace_id,
         user_id=principal.user.id,
-        key_id=key_id,
-        local_only=policy.local_only,
-        trace_bodies=policy.trace_bodies,
+        key_id=principal.api_key.id if principal.api_key else None,
+        local_only=caller.local_only,
+        trace_bodies=caller.trace_bodies,
         limits=limits,
         cache=cache,
     )

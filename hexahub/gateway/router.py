@@ -155,6 +155,8 @@ class Router:
 
     def _order(self, route: RouteView) -> list[DeploymentView]:
         candidates = [d for d in route.deployments if d.weight > 0]
+        if len(candidates) < 2:
+            return candidates  # the common case: nothing to choose between
         if route.strategy == "least_busy":
             random.shuffle(candidates)  # ties broken at random
             return sorted(candidates, key=lambda d: self.state(d.id).in_flight)

@@ -1,25 +1,67 @@
-"""What every HTTP-speaking provider shares: one pooled client, timeouts, and turning
-HTTP failures into UpstreamError (retryable or not) with the upstream's own message."""
+"""What every HTTP-speaking provider shares: pooled clients, timeouts, and turning
+HTTP failures into UpstreamError (retryable or not) with the upstream's own message.
+
+A provider's connections are spread over `POOLS` small httpx clients, and each request
+goes through the least busy one. httpcore's pool does work on every request in
+proportion to the square of the connections it holds (for each idle connection it counts
+all of them), which made one big pool the gateway's largest cost under load; eight small
+pools serve the same `MAX_CONNECTIONS` for a fraction of it (bench/README.md).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from hexahub.gateway.providers.base import JSON, ProviderConfig, UpstreamError, retryable_status
 
+MAX_CONNECTIONS = 200  # to one provider at once, over all its pools
+POOLS = 8
+
+
+class Pools:
+    """Clients to one provider; `lease` hands out the one with the fewest requests."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
+        self.busy = [0] * len(clients)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[httpx.AsyncClient]:
+        busy = self.busy
+        index = busy.index(min(busy))
+        busy[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            busy[index] -= 1
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
 
 class HttpProvider:
     def __init__(self, config: ProviderConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
+        if client is not None:
+            self.pools = Pools([client])
+            return
         timeout = httpx.Timeout(config.timeout_seconds, connect=min(10.0, config.timeout_seconds))
-        self.client = client or httpx.AsyncClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            trust_env=False,
+        per_pool = MAX_CONNECTIONS // POOLS
+        # As many kept alive as may be open: httpcore closes idle connections whenever a
+        # pool holds more than its keep-alive limit in all (idle or busy), so a lower limit
+        # meant a new upstream connection for every request under that load.
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        tls = httpx.create_ssl_context(trust_env=False)  # loaded once, shared by the pools
+        self.pools = Pools(
+            [
+                httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls, trust_env=False)
+                for _ in range(POOLS)
+            ]
         )
 
     # --- subclasses provide -------------------------------------------------------------
@@ -59,17 +101,19 @@ class HttpProvider:
         )
 
     async def _post_json(self, url: str, payload: JSON) -> JSON:
-        try:
-            response = await self.client.post(url, json=payload, headers=self._headers())
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
+        with self.pools.lease() as client:
+            try:
+                response = await client.post(url, json=payload, headers=self._headers())
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
         return self._json(response)
 
     async def _get_json(self, url: str) -> JSON:
-        try:
-            response = await self.client.get(url, headers=self._headers())
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
+        with self.pools.lease() as client:
+            try:
+                response = await client.get(url, headers=self._headers())
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
         return self._json(response)
 
     def _json(self, response: httpx.Response) -> JSON:
@@ -89,9 +133,17 @@ class HttpProvider:
 
     @contextlib.asynccontextmanager
     async def _stream(self, method: str, url: str, payload: JSON) -> AsyncIterator[httpx.Response]:
-        request = self.client.build_request(method, url, json=payload, headers=self._headers())
+        with self.pools.lease() as client:  # for as long as the stream is open
+            async with self._open_stream(client, method, url, payload) as response:
+                yield response
+
+    @contextlib.asynccontextmanager
+    async def _open_stream(
+        self, client: httpx.AsyncClient, method: str, url: str, payload: JSON
+    ) -> AsyncIterator[httpx.Response]:
+        request = client.build_request(method, url, json=payload, headers=self._headers())
         try:
-            response = await self.client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         try:
@@ -108,7 +160,7 @@ class HttpProvider:
             await response.aclose()
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.pools.close()
 
 
 def _retry_after(value: str | None) -> float | None:
