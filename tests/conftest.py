@@ -95,13 +95,17 @@ def _truncate_postgres(url: str) -> None:
         engine = create_async_engine(url)
         async with engine.begin() as conn:
             names = (
-                await conn.execute(
-                    text(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                        "AND tablename <> 'alembic_version'"
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                            "AND tablename <> 'alembic_version'"
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if names:
                 # The audit log refuses TRUNCATE by trigger; lift that for the cleanup only.
                 await conn.execute(text("SET LOCAL session_replication_role = replica"))

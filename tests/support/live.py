@@ -25,8 +25,11 @@ def live_hexahub(settings: Settings, *, start_timeout: float = 30.0) -> Iterator
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_config=None,
-                                           log_level="warning", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), log_config=None, log_level="warning", timeout_graceful_shutdown=5
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{port}"
