@@ -23,7 +23,7 @@ from hexahub.identity.keys import KeyUsage
 from hexahub.identity.limits import Limiter, RateLimitMiddleware
 from hexahub.settings import Settings, get_settings
 from hexahub.vault import api as vault_api
-from hexahub.web import pages, vault_pages
+from hexahub.web import gateway_pages, pages, vault_pages
 
 log = logging.getLogger("hexahub.app")
 
@@ -81,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gateway_admin_api.router)
     pages.mount(app)
     vault_pages.register_pages(app)
+    gateway_pages.register_pages(app)
     return app

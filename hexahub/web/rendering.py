@@ -44,7 +44,6 @@ class ProductArea:
 # that domain then moves its entry to READY_AREAS and drops the placeholder route.
 PRODUCT_AREAS: tuple[ProductArea, ...] = (
     ProductArea("chat", "Chat", "Conversations with any model, grounded in your code."),
-    ProductArea("models", "Models", "Providers, model aliases, routes, keys and usage."),
     ProductArea("repositories", "Repositories", "Indexed code, search and secret scanning."),
     ProductArea("automation", "Automation", "Scheduled jobs, functions and their run history."),
     ProductArea("infrastructure", "Infrastructure", "Hosts, services, health and drift."),
@@ -53,6 +52,7 @@ PRODUCT_AREAS: tuple[ProductArea, ...] = (
 # Areas with real pages.
 READY_AREAS: tuple[ProductArea, ...] = (
     ProductArea("workspaces", "Workspaces", "Your workspaces, their members, groups and roles."),
+    ProductArea("models", "Models", "Model names, prices, health, providers; how to call them."),
     ProductArea("keys", "API keys", "Scoped keys for scripts, tools and the model APIs."),
     ProductArea("secrets", "Secrets", "The vault: encrypted, versioned, audited secrets."),
     ProductArea("audit", "Audit", "Who changed what, and every secret read."),
@@ -78,6 +78,9 @@ MESSAGES: dict[str, str] = {
     "key_revoked": "API key revoked. It stops working at once.",
     "profile_saved": "Your profile is saved.",
     "password_changed": "Password changed. Your other sessions have been signed out.",
+    "provider_created": "Provider added. Its models can be added now.",
+    "model_created": "Model added. It can be called at once.",
+    "gateway_policy_saved": "Gateway policy saved.",
 }
 
 

@@ -69,7 +69,18 @@ async def as_caller(caller: str, work: Any) -> Any:
 async def running(provider: LocalProvider, caller: str = "busy") -> AsyncIterator[None]:
     """Keep the model busy with a long streamed answer until the block ends."""
     caller_var.set(caller)
-    stream = provider.chat_stream({"messages": COUNTING, "max_tokens": 400}, CHAT)
+    # A grammar that cannot end before 400 numbers keeps the model from stopping early
+    # (an end-of-text token would free the worker and race the test).
+    busy = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "busy",
+            "schema": {"type": "array", "items": {"type": "integer"}, "minItems": 400},
+        },
+    }
+    stream = provider.chat_stream(
+        {"messages": COUNTING, "max_tokens": 400, "response_format": busy}, CHAT
+    )
     await anext(stream)  # the model answers: the job is running, not waiting
     try:
         yield
