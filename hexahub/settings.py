@@ -444,6 +444,20 @@ class Settings(BaseSettings):
         return candidate if candidate.exists() else None
 
     @property
+    def external_base_url(self) -> str:
+        """The URL people and identity providers reach HexaHub at (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
     def behind_tls(self) -> bool:
         return self.public_url.startswith("https://")
 

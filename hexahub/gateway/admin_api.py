@@ -259,30 +259,16 @@ async def put_key_limits(
     summary="Whether the workspace is limited to local models and keeps bodies",
 )
 async def get_policy(access: WorkspaceReader, db: DbSession) -> dict[str, Any]:
-    policy = await service.workspace_policy(db, access.workspace.id)
-    return {"local_only": policy.local_only, "trace_bodies": policy.trace_bodies}
+    return service.policy_dict(await service.workspace_policy(db, access.workspace.id))
 
 
 @router.put("/workspaces/{workspace_id}/gateway-policy", summary="Change the gateway policy")
 async def put_policy(
     body: Policy, request: Request, access: WorkspaceAdmin, db: DbSession
 ) -> dict[str, Any]:
-    before = await get_policy(access, db)
-    policy = await service.set_workspace_policy(
-        db, access.workspace.id, local_only=body.local_only, trace_bodies=body.trace_bodies
+    after = await service.change_workspace_policy(
+        db, access, local_only=body.local_only, trace_bodies=body.trace_bodies
     )
-    after = {"local_only": policy.local_only, "trace_bodies": policy.trace_bodies}
-    audit.record(
-        db,
-        "gateway.policy_changed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="workspace",
-        target_id=access.workspace.id,
-        before=before,
-        after=after,
-    )
-    await db.commit()
     _gateway(request).forget_callers()
     return after
 

@@ -20,6 +20,8 @@ from hexahub.gateway.models import (
     WorkspacePolicy,
 )
 from hexahub.gateway.providers.base import ProviderConfig
+from hexahub.identity import audit
+from hexahub.identity.authz import WorkspaceAccess
 
 
 def _seal_context(provider_name: str) -> str:
@@ -283,6 +285,38 @@ async def set_workspace_policy(
         row.trace_bodies = trace_bodies
     await db.flush()
     return row
+
+
+def policy_dict(policy: WorkspacePolicy) -> dict[str, Any]:
+    return {"local_only": policy.local_only, "trace_bodies": policy.trace_bodies}
+
+
+async def change_workspace_policy(
+    db: AsyncSession,
+    access: WorkspaceAccess,
+    *,
+    local_only: bool | None,
+    trace_bodies: bool | None,
+) -> dict[str, Any]:
+    """Change a workspace's gateway policy and audit it (API and pages both call this)."""
+    before = policy_dict(await workspace_policy(db, access.workspace.id))
+    after = policy_dict(
+        await set_workspace_policy(
+            db, access.workspace.id, local_only=local_only, trace_bodies=trace_bodies
+        )
+    )
+    audit.record(
+        db,
+        "gateway.policy_changed",
+        actor=access.principal,
+        workspace_id=access.workspace.id,
+        target_type="workspace",
+        target_id=access.workspace.id,
+        before=before,
+        after=after,
+    )
+    await db.commit()
+    return after
 
 
 # --- the snapshot the router serves from ----------------------------------------------

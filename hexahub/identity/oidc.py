@@ -101,18 +101,7 @@ def _require_enabled(settings: Settings) -> None:
 
 def redirect_uri(settings: Settings) -> str:
     """Where the issuer sends the browser back: register exactly this URI there."""
-    if settings.public_url:
-        base = settings.public_url.rstrip("/")
-    else:
-        host = settings.host
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "[::1]"
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        base = f"http://{host}:{settings.port}"
-    return base + CALLBACK_PATH
+    return settings.external_base_url + CALLBACK_PATH
 
 
 # --- issuer metadata and keys --------------------------------------------------------

@@ -337,26 +337,9 @@ async def set_policy(
     local_only: Checkbox = "",
     trace_bodies: Checkbox = "",
 ) -> Response:
-    current = await service.workspace_policy(db, access.workspace.id)
-    before = {"local_only": current.local_only, "trace_bodies": current.trace_bodies}
-    policy = await service.set_workspace_policy(
-        db,
-        access.workspace.id,
-        local_only=local_only == "true",
-        trace_bodies=trace_bodies == "true",
+    await service.change_workspace_policy(
+        db, access, local_only=local_only == "true", trace_bodies=trace_bodies == "true"
     )
-    after = {"local_only": policy.local_only, "trace_bodies": policy.trace_bodies}
-    audit.record(
-        db,
-        "gateway.policy_changed",
-        actor=access.principal,
-        workspace_id=access.workspace.id,
-        target_type="workspace",
-        target_id=access.workspace.id,
-        before=before,
-        after=after,
-    )
-    await db.commit()
     _gateway(request).forget_callers()
     return redirect(f"/workspaces/{access.workspace.id}/usage?ok=gateway_policy_saved")
 

@@ -81,19 +81,8 @@ router = APIRouter(include_in_schema=False)
 
 def setup_url(settings: Settings) -> str:
     """The first-admin setup link, with its one-time token (also used by the CLI)."""
-    if settings.public_url:
-        base = settings.public_url.rstrip("/")
-    else:
-        host = settings.host
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "[::1]"
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        base = f"http://{host}:{settings.port}"
     token = service.setup_token(settings.resolved_secret_key())
-    return f"{base}/setup?{urlencode({'token': token})}"
+    return f"{settings.external_base_url}/setup?{urlencode({'token': token})}"
 
 
 def _sso_name(request: Request) -> str:
