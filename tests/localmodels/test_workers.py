@@ -108,7 +108,9 @@ async def test_callers_are_served_round_robin(tmp_path: Path) -> None:
             asyncio.create_task(ask("alice-3", "alice")),
             asyncio.create_task(ask("bob-1", "bob")),
         ]
-        await asyncio.sleep(0.05)  # all three are queued behind alice's first
+        await eventually(
+            lambda: metrics.QUEUE_DEPTH.labels(CHAT)._value.get() == 3
+        )  # all three wait behind alice's first
     await asyncio.gather(*tasks)
     assert order == ["alice-2", "bob-1", "alice-3"]
 
@@ -117,12 +119,12 @@ async def test_a_full_queue_is_refused_with_retryable_errors(tmp_path: Path) -> 
     provider = make_provider(tmp_path, queue_size=2)  # one waiting place per caller
     async with running(provider, "alice"):
         waiting = asyncio.create_task(as_caller("alice", provider.chat(chat(), CHAT)))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: metrics.QUEUE_DEPTH.labels(CHAT)._value.get() == 1)
         with pytest.raises(UpstreamError) as mine:
             await as_caller("alice", provider.chat(chat(), CHAT))
         assert mine.value.status == 429 and mine.value.retryable
         bob = asyncio.create_task(as_caller("bob", provider.chat(chat(), CHAT)))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: metrics.QUEUE_DEPTH.labels(CHAT)._value.get() == 2)
         with pytest.raises(UpstreamError) as full:
             await as_caller("carol", provider.chat(chat(), CHAT))
         assert full.value.status == 503 and full.value.retryable
@@ -135,9 +137,8 @@ async def test_a_waiting_request_that_is_abandoned_leaves_the_queue(tmp_path: Pa
     provider = make_provider(tmp_path)
     async with running(provider):
         waiting = asyncio.create_task(provider.chat(chat(), CHAT))
-        await asyncio.sleep(0.05)
         depth = metrics.QUEUE_DEPTH.labels(CHAT)
-        assert depth._value.get() == 1
+        await eventually(lambda: depth._value.get() == 1)
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
@@ -197,7 +198,7 @@ async def test_waiting_embedding_requests_are_batched(tmp_path: Path) -> None:
     big = asyncio.create_task(
         provider.embeddings({"input": [f"sentence number {i}" for i in range(128)]}, EMBED)
     )
-    await asyncio.sleep(0.02)
+    await eventually(lambda: any(w["busy"] for w in manager().status() if w["model"] == EMBED))
     small = [
         asyncio.create_task(as_caller(f"c{i}", provider.embeddings({"input": f"text {i}"}, EMBED)))
         for i in range(5)
