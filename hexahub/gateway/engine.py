@@ -106,7 +106,7 @@ class Gateway:
         async with runtime.db.sessions() as db:
             # The models file plus the built-in local models (hexahub.localmodels.builtin).
             await service.sync_models_file(db, builtin.configured_models(settings), secret)
-            snapshot = await service.load_snapshot(db, secret)
+            snapshot = await service.load_snapshot(db, settings)
         router = Router(
             snapshot,
             provider_factory,
@@ -137,7 +137,7 @@ class Gateway:
     async def reload(self, *, announce: bool = True) -> None:
         """Serve the database's current providers and models (after an API change)."""
         async with self.runtime.db.sessions() as db:
-            snapshot = await service.load_snapshot(db, self.runtime.settings.resolved_secret_key())
+            snapshot = await service.load_snapshot(db, self.runtime.settings)
         for stale in self.router.replace(snapshot):
             await stale.close()
         if announce:

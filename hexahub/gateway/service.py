@@ -3,6 +3,7 @@ serves from. Knows nothing of HTTP."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hexahub.core import crypto
-from hexahub.core.errors import Conflict, NotFound, ValidationFailed
+from hexahub.core.errors import Conflict, HexaHubError, NotFound, ValidationFailed
 from hexahub.gateway.config import DeploymentSpec, ModelsFile, ModelSpec, ProviderSpec
 from hexahub.gateway.models import (
     Deployment,
@@ -22,6 +23,9 @@ from hexahub.gateway.models import (
 from hexahub.gateway.providers.base import ProviderConfig
 from hexahub.identity import audit
 from hexahub.identity.authz import WorkspaceAccess
+from hexahub.settings import Settings
+
+log = logging.getLogger("hexahub.gateway")
 
 
 def _seal_context(provider_name: str) -> str:
@@ -348,7 +352,27 @@ class Snapshot:
     routes: dict[str, RouteView] = field(default_factory=dict)
 
 
-async def load_snapshot(db: AsyncSession, secret_key: str) -> Snapshot:
+async def provider_api_key(db: AsyncSession, settings: Settings, provider: Provider) -> str | None:
+    """A provider's key in clear, for the router only: unsealed, or read from the vault
+    when it is a vault:// reference (each read is audited there)."""
+    stored = open_api_key(settings.resolved_secret_key(), provider)
+    if not stored or not stored.startswith("vault://"):
+        return stored
+    from hexahub.vault import service as vault
+
+    try:
+        value = await vault.resolve_reference(
+            db, settings, stored, purpose=f"gateway provider {provider.name}"
+        )
+    except HexaHubError as exc:
+        log.warning(
+            "provider %s: its API key %s cannot be read: %s", provider.name, stored, exc.message
+        )
+        return None
+    return value.get_secret_value()
+
+
+async def load_snapshot(db: AsyncSession, settings: Settings) -> Snapshot:
     providers = {p.id: p for p in await list_providers(db)}
     snapshot = Snapshot()
     for provider in providers.values():
@@ -356,7 +380,7 @@ async def load_snapshot(db: AsyncSession, secret_key: str) -> Snapshot:
             name=provider.name,
             kind=provider.kind,
             base_url=provider.base_url,
-            api_key=open_api_key(secret_key, provider),
+            api_key=await provider_api_key(db, settings, provider),
             timeout_seconds=provider.timeout_seconds,
             is_local=provider.is_local,
             settings=dict(provider.settings),
