@@ -1,0 +1,1 @@
+"""Code context (C2): repositories, indexing, chunking, embeddings, stores, search, answers."""
