@@ -353,9 +353,48 @@ class Settings(BaseSettings):
         "are batched up to this size.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    # --- code context (see docs/code-context.md)
+    context_index_path: Path | None = Field(
+        None,
+        description="SQLite file of the code index (chunks, full text, vectors, symbols) when "
+        "the database is SQLite. Defaults to <data_dir>/code-index.db. With PostgreSQL the index "
+        "lives in the same database (pgvector for vectors; without it, full text only).",
+    )
+    context_repos_dir: Path | None = Field(
+        None,
+        description="Where git repositories are cloned for indexing. Defaults to <data_dir>/repos.",
+    )
+    context_local_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server directories under which workspace admins may add local-path "
+        "repositories (comma separated). Installation administrators may add any readable "
+        "directory.",
+    )
+    context_embedding_model: str = Field(
+        "local-embed",
+        description="Gateway model that embeds code chunks and search queries. Changing it "
+        "re-embeds every repository on its next index.",
+    )
+    context_answer_model: str = Field(
+        "local-chat",
+        description="Gateway model POST /api/ask uses when the request names none.",
+    )
+    context_max_file_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        le=100_000_000,
+        description="Files larger than this are skipped (the reason is recorded).",
+    )
+    context_embed_batch_size: int = Field(
+        64, ge=1, le=4096, description="Chunks sent to the embedding model per request."
+    )
+    context_git_timeout_seconds: float = Field(
+        600.0, gt=0, description="Longest a git clone or fetch may take."
+    )
+
+    @field_validator("cors_origins", "context_local_roots", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return json.loads(value)
@@ -431,6 +470,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_context_index_path(self) -> Path:
+        return self.context_index_path or self.data_dir / "code-index.db"
+
+    @property
+    def resolved_context_repos_dir(self) -> Path:
+        return self.context_repos_dir or self.data_dir / "repos"
 
     @property
     def resolved_models_dir(self) -> Path:

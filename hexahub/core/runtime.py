@@ -7,16 +7,21 @@ same database, shared state and queue in the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hexahub.core.db import Database
 from hexahub.core.queue import RetryPolicy, TaskQueue, make_carrier
 from hexahub.core.shared import SharedState, make_shared_state
 from hexahub.settings import Settings
 
+log = logging.getLogger("hexahub.runtime")
+
 # Modules whose import registers background tasks (`@task`). Each domain adds its own.
-TASK_MODULES: tuple[str, ...] = ("hexahub.core.tasks",)
+TASK_MODULES: tuple[str, ...] = ("hexahub.core.tasks", "hexahub.context.tasks")
 
 
 @dataclass
@@ -34,6 +39,10 @@ class Runtime:
     shared: SharedState
     queue: TaskQueue
     started: list[str] = field(default_factory=list)
+    # Long-lived objects other domains share by name (e.g. "gateway", "context.store"),
+    # and how to close them; `close()` runs the closers, newest first.
+    services: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -65,6 +74,12 @@ class Runtime:
     async def close(self) -> None:
         if "queue" in self.started:
             await self.queue.stop()
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception as exc:
+                log.warning("closing %s failed: %s", closer, exc)
+        self.closers.clear()
         await self.shared.close()
         await self.db.dispose()
 

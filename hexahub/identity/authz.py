@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hexahub.core.deps import get_db, get_runtime
-from hexahub.core.errors import Forbidden, NotFound, Unauthenticated
+from hexahub.core.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from hexahub.identity import audit, keys, sessions
 from hexahub.identity.models import (
     ApiKey,
@@ -238,6 +238,38 @@ async def workspace_access(
             f"this needs the {minimum.value} role in this workspace; you are {role.value}"
         )
     return WorkspaceAccess(principal, workspace, role)
+
+
+async def chosen_workspace(
+    db: AsyncSession,
+    principal: Principal,
+    workspace_id: str | None,
+    minimum: Role,
+    scope: str,
+    *,
+    path: str = "",
+) -> WorkspaceAccess:
+    """Access to the workspace a request names, or, when it names none, to the one the
+    caller plainly means: the workspace its API key is bound to, else their only one.
+    Routes such as /api/repos and /api/conversations take `workspace_id` this way."""
+    if not workspace_id:
+        if principal.api_key is not None and principal.api_key.workspace_id:
+            workspace_id = principal.api_key.workspace_id
+        else:
+            own = select(Membership.workspace_id).where(Membership.user_id == principal.user.id)
+            via_groups = (
+                select(GroupRole.workspace_id)
+                .join(GroupMember, GroupMember.group_id == GroupRole.group_id)
+                .where(GroupMember.user_id == principal.user.id)
+            )
+            candidates = set((await db.scalars(own.union(via_groups))).all())
+            if len(candidates) != 1:
+                raise ValidationFailed(
+                    "say which workspace: add workspace_id (you belong to "
+                    f"{len(candidates)} workspaces)"
+                )
+            workspace_id = candidates.pop()
+    return await workspace_access(db, principal, workspace_id, minimum, scope, path=path)
 
 
 def require_workspace(minimum: Role, scope: str) -> Any:
