@@ -10,6 +10,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from hexahub import __version__
+from hexahub.chat import api as chat_api
+from hexahub.chat import service as chat_service
+from hexahub.context import api as context_api
 from hexahub.core.errors import install_error_handlers
 from hexahub.core.health import router as health_router
 from hexahub.core.http import RequestContextMiddleware
@@ -23,7 +26,7 @@ from hexahub.identity.keys import KeyUsage
 from hexahub.identity.limits import Limiter, RateLimitMiddleware
 from hexahub.settings import Settings, get_settings
 from hexahub.vault import api as vault_api
-from hexahub.web import gateway_pages, pages, vault_pages
+from hexahub.web import chat_pages, dashboard, gateway_pages, pages, repo_pages, vault_pages
 
 log = logging.getLogger("hexahub.app")
 
@@ -35,12 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
         app.state.runtime = runtime
-        # API replicas in broker mode only hand work to `hexahub worker` processes.
-        await runtime.start_queue(consume=settings.queue_backend == "inprocess")
         app.state.limiter = Limiter(runtime.shared, settings)
         app.state.key_usage = KeyUsage(runtime.db.sessions)
         app.state.key_usage.start()
+        # Before the queue: background tasks (indexing) use this gateway too.
         app.state.gateway = await Gateway.start(runtime)
+        runtime.services["gateway"] = app.state.gateway
+        async with runtime.db.sessions() as db:
+            await chat_service.fail_interrupted(db)
+        # API replicas in broker mode only hand work to `hexahub worker` processes.
+        await runtime.start_queue(consume=settings.queue_backend == "inprocess")
         await pages.announce_setup_link(runtime)
         try:
             yield
@@ -78,8 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity_api.router)
     app.include_router(oidc.router)
     app.include_router(vault_api.router)
+    app.include_router(context_api.router)
+    app.include_router(chat_api.router)
     app.include_router(gateway_admin_api.router)
     pages.mount(app)
+    dashboard.register_pages(app)
+    chat_pages.register_pages(app)
     vault_pages.register_pages(app)
     gateway_pages.register_pages(app)
+    repo_pages.register_pages(app)
     return app

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hexahub import __version__
+from hexahub.context.cli import repo_app, search_command
 from hexahub.gateway.cli import models_app, usage_command
 from hexahub.identity.cli import key_app, user_app
 from hexahub.settings import ConfigFileError, Settings, get_settings, redact_url
@@ -40,6 +41,8 @@ app.add_typer(vault_app, name="vault")
 app.add_typer(secret_app, name="secret")
 app.add_typer(models_app, name="models")
 app.command("usage")(usage_command)
+app.add_typer(repo_app, name="repo")
+app.command("search")(search_command)
 app.add_typer(tasks_app, name="tasks")
 
 console = Console()

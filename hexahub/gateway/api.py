@@ -19,10 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hexahub.context import inject
 from hexahub.core.errors import Forbidden
 from hexahub.gateway import callers, validate
 from hexahub.gateway.callers import Caller
-from hexahub.gateway.engine import CallContext, Gateway, StreamResult
+from hexahub.gateway.engine import CallContext, Gateway, StreamResult, delta_text
 from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
 from hexahub.gateway.providers.base import JSON, UpstreamError
 from hexahub.gateway.translate import anthropic as translate
@@ -78,20 +79,12 @@ async def caller_of(request: Request, gateway: Gateway) -> Caller:
 async def call_context(request: Request) -> CallContext:
     gateway = gateway_of(request)
     caller = await caller_of(request, gateway)
-    principal, limits = caller.principal, caller.limits
+    limits = caller.limits
     wanted_cache = request.headers.get("x-hexahub-cache", "").lower()
     cache = wanted_cache in ("on", "true", "1") or (
         bool(limits and limits.cache) and wanted_cache not in ("off", "false", "0")
     )
-    ctx = CallContext(
-        workspace_id=caller.workspace_id,
-        user_id=principal.user.id,
-        key_id=principal.api_key.id if principal.api_key else None,
-        local_only=caller.local_only,
-        trace_bodies=caller.trace_bodies,
-        limits=limits,
-        cache=cache,
-    )
+    ctx = CallContext.for_caller(caller, cache=cache)
     await gateway.check_limits(ctx)
     return ctx
 
@@ -117,8 +110,10 @@ def _headers(
 @openai_router.post("/chat/completions", summary="Create a chat completion (OpenAI format)")
 async def chat_completions(request: Request, ctx: CallContext = Context) -> Response:
     body = await read_json(request)
-    validate.chat_request(body)
     gateway = gateway_of(request)
+    repos = inject.wanted(request.headers.get(inject.HEADER), body)
+    validate.chat_request(body)
+    cited = await _add_context(gateway, ctx, repos, body)
     model = body["model"]
     if body.get("stream"):
         result = await gateway.stream(ctx, "chat", model, body)
@@ -126,12 +121,26 @@ async def chat_completions(request: Request, ctx: CallContext = Context) -> Resp
         return StreamingResponse(
             _openai_sse(gateway, ctx, "chat", model, body, result, include_usage),
             media_type="text/event-stream",
-            headers={**SSE_HEADERS, **_headers(gateway, ctx, result.outcome.deployment.id)},
+            headers={
+                **SSE_HEADERS,
+                **_headers(gateway, ctx, result.outcome.deployment.id),
+                **cited,
+            },
         )
     response, outcome, cached = await gateway.complete(ctx, "chat", model, body)
-    return JSONResponse(
-        response, headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
-    )
+    headers = _headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
+    return JSONResponse(response, headers={**headers, **cited})
+
+
+async def _add_context(
+    gateway: Gateway, ctx: CallContext, repos: list[str] | None, canonical: JSON
+) -> dict[str, str]:
+    """Workspace code context, when the request asked for it (docs/code-context.md):
+    passages added to the (OpenAI-format) messages; the citations as a response header."""
+    if repos is None:
+        return {}
+    retrieved = await inject.add_to_openai(gateway.runtime, ctx.workspace_id, repos, canonical)
+    return inject.citations_header(retrieved)
 
 
 @openai_router.post("/completions", summary="Create a text completion (OpenAI format)")
@@ -224,10 +233,9 @@ async def _openai_sse(
         if found:
             prompt = int(found.get("prompt_tokens") or prompt)
             completion = int(found.get("completion_tokens") or completion)
-        for choice in chunk.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content") or choice.get("text")
-            if piece:
-                text.append(piece)
+        piece = delta_text(chunk)
+        if piece:
+            text.append(piece)
         if found and not chunk.get("choices") and not include_usage:
             return None  # we asked upstream for usage; the client did not
         if found and not include_usage:
@@ -271,24 +279,30 @@ async def _openai_sse(
 @anthropic_router.post("/messages", summary="Create a message (Anthropic format)")
 async def messages(request: Request, ctx: CallContext = Context) -> Response:
     body = await read_json(request)
-    validate.anthropic_request(body)
     gateway = gateway_of(request)
+    repos = inject.wanted(request.headers.get(inject.HEADER), body)
+    validate.anthropic_request(body)
     model = body["model"]
     try:
         canonical = translate.anthropic_request_to_openai(body)
     except translate.TranslationError as exc:
         raise validate.InvalidRequest(str(exc), param=exc.param) from exc
+    cited = await _add_context(gateway, ctx, repos, canonical)
     if body.get("stream"):
         result = await gateway.stream(ctx, "chat", model, canonical)
         return StreamingResponse(
             _anthropic_sse(gateway, ctx, model, canonical, result),
             media_type="text/event-stream",
-            headers={**SSE_HEADERS, **_headers(gateway, ctx, result.outcome.deployment.id)},
+            headers={
+                **SSE_HEADERS,
+                **_headers(gateway, ctx, result.outcome.deployment.id),
+                **cited,
+            },
         )
     response, outcome, cached = await gateway.complete(ctx, "chat", model, canonical)
+    headers = _headers(gateway, ctx, outcome.deployment.id if outcome else None, cached)
     return JSONResponse(
-        translate.openai_response_to_anthropic(response),
-        headers=_headers(gateway, ctx, outcome.deployment.id if outcome else None, cached),
+        translate.openai_response_to_anthropic(response), headers={**headers, **cited}
     )
 
 

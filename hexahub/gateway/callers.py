@@ -81,7 +81,11 @@ async def workspace_for(db: AsyncSession, principal: Principal, wanted: str | No
 
 async def resolve(db: AsyncSession, principal: Principal, wanted: str | None) -> Caller:
     """Everything about an identified caller, read from the database now."""
-    workspace_id = await workspace_for(db, principal, wanted)
+    return await resolve_in(db, principal, await workspace_for(db, principal, wanted))
+
+
+async def resolve_in(db: AsyncSession, principal: Principal, workspace_id: str) -> Caller:
+    """As `resolve`, for a workspace the caller's access to was already checked."""
     policy = await service.workspace_policy(db, workspace_id)
     limits = None
     if principal.api_key is not None:

@@ -16,15 +16,24 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hexahub.core.errors import RateLimited
 from hexahub.core.logging import request_id_var
 from hexahub.core.runtime import Runtime
 from hexahub.gateway import service, usage
-from hexahub.gateway.callers import CallerCache
+from hexahub.gateway.callers import Caller, CallerCache
 from hexahub.gateway.models import KeyLimits
-from hexahub.gateway.providers.base import JSON, ModelProvider, ProviderConfig, caller_var
+from hexahub.gateway.providers.base import (
+    JSON,
+    ModelProvider,
+    ProviderConfig,
+    UpstreamError,
+    caller_var,
+)
 from hexahub.gateway.router import Outcome, Router
 from hexahub.gateway.service import DeploymentView
+from hexahub.identity.authz import Principal
 from hexahub.localmodels import builtin
 
 log = logging.getLogger("hexahub.gateway")
@@ -66,6 +75,34 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
 
+    @classmethod
+    def for_caller(cls, caller: Caller, *, cache: bool = False) -> CallContext:
+        """The context of a call made for a resolved caller (hexahub.gateway.callers)."""
+        principal = caller.principal
+        return cls(
+            workspace_id=caller.workspace_id,
+            user_id=principal.user.id,
+            key_id=principal.api_key.id if principal.api_key else None,
+            local_only=caller.local_only,
+            trace_bodies=caller.trace_bodies,
+            limits=caller.limits,
+            cache=cache,
+        )
+
+
+@dataclass(frozen=True)
+class TextStreamEnd:
+    """How a `Gateway.stream_text` call ended."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    ttft_ms: float
+    model: str
+    deployment: str
+    error: str | None = None  # set when the upstream failed after the first piece
+
 
 @dataclass
 class StreamResult:
@@ -77,6 +114,16 @@ class StreamResult:
 def usage_of(response: JSON) -> tuple[int, int]:
     found = response.get("usage") or {}
     return int(found.get("prompt_tokens") or 0), int(found.get("completion_tokens") or 0)
+
+
+def delta_text(chunk: JSON) -> str:
+    """The text a streamed chunk adds (chat deltas, or completions' text)."""
+    pieces = []
+    for choice in chunk.get("choices") or []:
+        piece = (choice.get("delta") or {}).get("content") or choice.get("text")
+        if piece:
+            pieces.append(piece)
+    return "".join(pieces)
 
 
 def cache_key(endpoint: str, body: JSON) -> str:
@@ -324,6 +371,77 @@ class Gateway:
             reply={"content": reply_text} if ctx.trace_bodies else None,
         )
 
+    async def stream_text(
+        self, ctx: CallContext, model: str, body: JSON
+    ) -> AsyncIterator[str | TextStreamEnd]:
+        """A streamed chat call for HexaHub's own features (chat, ask): yields the answer's
+        text pieces as they come, then one `TextStreamEnd` with usage and cost. Failures
+        before the first piece raise (with fallbacks tried); a failure later ends the
+        stream with `error` set, keeping what came. Accounted once, however it ends (a
+        consumer that stops early counts as a closed connection)."""
+        body = {**body, "model": model, "stream": True, "stream_options": {"include_usage": True}}
+        result = await self.stream(ctx, "chat", model, body)
+        ttft_ms = (time.perf_counter() - ctx.started) * 1000
+        prompt = completion = 0
+        status, error = 200, None
+        text: list[str] = []
+
+        def take(chunk: JSON) -> str:
+            nonlocal prompt, completion
+            found = chunk.get("usage")
+            if found:
+                prompt = int(found.get("prompt_tokens") or prompt)
+                completion = int(found.get("completion_tokens") or completion)
+            pieces = [
+                (choice.get("delta") or {}).get("content") or ""
+                for choice in chunk.get("choices") or []
+            ]
+            piece = "".join(pieces)
+            if piece:
+                text.append(piece)
+            return piece
+
+        try:
+            piece = take(result.first)
+            if piece:
+                yield piece
+            async for chunk in result.rest:
+                piece = take(chunk)
+                if piece:
+                    yield piece
+        except UpstreamError as exc:
+            status, error = exc.status, exc.message
+        except BaseException:
+            status, error = 499, "the reader stopped"
+            raise
+        finally:
+            await self.finish_stream(
+                ctx,
+                "chat",
+                model,
+                result,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                status=status,
+                error=error,
+                ttft_ms=round(ttft_ms, 2),
+                reply_text="".join(text),
+                body=body,
+            )
+        deployment = result.outcome.deployment
+        yield TextStreamEnd(
+            text="".join(text),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=usage.cost_usd(
+                prompt, completion, deployment.input_price, deployment.output_price
+            ),
+            ttft_ms=round(ttft_ms, 2),
+            model=model,
+            deployment=deployment.id,
+            error=error,
+        )
+
     # --- accounting ---------------------------------------------------------------------
     async def _record(
         self,
@@ -405,6 +523,27 @@ class Gateway:
 
     def overhead_ms(self, ctx: CallContext) -> float:
         return max(0.0, (time.perf_counter() - ctx.started - ctx.upstream_seconds) * 1000)
+
+
+async def call_context_for(
+    gateway: Gateway, db: AsyncSession, principal: Principal, workspace_id: str
+) -> CallContext:
+    """The rules for a model call HexaHub makes on someone's behalf (chat, ask), after the
+    route has checked their access to `workspace_id`: the workspace's policy, the key's
+    limits, checked now."""
+    from hexahub.gateway import callers
+
+    caller = await callers.resolve_in(db, principal, workspace_id)
+    ctx = CallContext(
+        workspace_id=workspace_id,
+        user_id=principal.user.id,
+        key_id=principal.api_key.id if principal.api_key else None,
+        local_only=caller.local_only,
+        trace_bodies=caller.trace_bodies,
+        limits=caller.limits,
+    )
+    await gateway.check_limits(ctx)
+    return ctx
 
 
 class BudgetExceeded(RateLimited):

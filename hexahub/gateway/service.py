@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ from hexahub.gateway.models import (
 from hexahub.gateway.providers.base import ProviderConfig
 from hexahub.identity import audit
 from hexahub.identity.authz import WorkspaceAccess
+from hexahub.localmodels import builtin, registry
 from hexahub.settings import Settings
 
 log = logging.getLogger("hexahub.gateway")
@@ -326,6 +328,34 @@ async def change_workspace_policy(
 # --- the snapshot the router serves from ----------------------------------------------
 
 
+ModelMode = Literal["chat", "embedding"]
+# Marks an embedding model by its upstream name when its provider does not say
+# (text-embedding-3-small, nomic-embed-text); others, such as bge-m3, are declared in the
+# provider's settings.
+_EMBEDDING_WORD = "embed"
+
+
+def deployment_mode(provider: ProviderConfig | None, upstream_model: str) -> ModelMode:
+    """Whether a deployment answers chat or embedding requests, without asking it.
+
+    In this order: the provider's settings may list its embedding models by their upstream
+    names (`embedding_models: [nomic-embed-text]`, for any kind of provider); a `local`
+    provider knows the kind of each of its models (the shipped embedding model, a
+    registered model's `kind`, a sentence-transformers folder); otherwise a name with
+    "embed" in it is an embedding model, and anything else a chat model."""
+    settings = provider.settings if provider is not None else {}
+    declared = settings.get("embedding_models")
+    if isinstance(declared, list) and upstream_model in declared:
+        return "embedding"
+    if provider is not None and provider.kind == "local":
+        folder = settings.get("models_dir")
+        models_dir = (
+            Path(str(folder)).expanduser() if folder else builtin.default_options().models_dir
+        )
+        return registry.kind_of(upstream_model, models_dir)
+    return "embedding" if _EMBEDDING_WORD in upstream_model.lower() else "chat"
+
+
 @dataclass(frozen=True)
 class DeploymentView:
     id: str
@@ -336,6 +366,7 @@ class DeploymentView:
     input_price: float
     output_price: float
     is_local: bool
+    mode: ModelMode = "chat"
 
 
 @dataclass(frozen=True)
@@ -344,6 +375,13 @@ class RouteView:
     strategy: str
     fallbacks: tuple[str, ...]
     deployments: tuple[DeploymentView, ...]
+
+    @property
+    def mode(self) -> ModelMode:
+        """ "embedding" when every deployment is an embedding model; else "chat"."""
+        if self.deployments and all(d.mode == "embedding" for d in self.deployments):
+            return "embedding"
+        return "chat"
 
 
 @dataclass
@@ -396,6 +434,7 @@ async def load_snapshot(db: AsyncSession, settings: Settings) -> Snapshot:
                 input_price=d.input_price,
                 output_price=d.output_price,
                 is_local=providers[d.provider_id].is_local,
+                mode=deployment_mode(snapshot.providers.get(name), d.upstream_model),
             )
             for d, name in deployments
             if d.enabled

@@ -421,6 +421,23 @@ def resolve(name: str, options: LocalOptions) -> LocalModel:
     )
 
 
+def kind_of(name: str, models_dir: Path) -> Kind:
+    """Whether an upstream model name is a chat or an embedding model, as `resolve` would
+    load it, without loading or checking any file (a name it cannot place is chat)."""
+    if name == shipped.DEFAULT_EMBEDDING_MODEL:
+        return "embedding"
+    if name == shipped.DEFAULT_CHAT_MODEL:
+        return "chat"
+    with contextlib.suppress(RegistryError):
+        for entry in load_registry(models_dir):
+            if entry.name == name:
+                return entry.kind
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute() and candidate.is_dir():
+        return "embedding"
+    return "chat"
+
+
 def local_names(options: LocalOptions) -> list[str]:
     """Every upstream model name a `local` provider with these options can serve now."""
     names: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,6 +39,17 @@ SELF_SERVICE = {
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    # Code context: without `workspace_id` these act in the caller's own workspace.
+    ("GET", "/api/repos"),
+    ("POST", "/api/repos"),
+    ("GET", "/api/search"),
+    ("GET", "/api/symbols"),
+    ("POST", "/api/ask"),
+    # Chat: likewise, in the caller's own workspace.
+    ("GET", "/api/conversations"),
+    ("POST", "/api/conversations"),
+    ("GET", "/api/templates"),
+    ("POST", "/api/templates"),
 }
 REFUSED = {401, 403, 404}
 
@@ -64,7 +76,7 @@ async def call(client: httpx.AsyncClient, method: str, url: str, headers: dict[s
 
 
 async def test_every_route_refuses_strangers_and_other_workspaces(
-    app_client: httpx.AsyncClient, alice: Person, bob: Person
+    app_client: httpx.AsyncClient, alice: Person, bob: Person, tmp_path: Path
 ):
     # Give alice's workspace something of each kind to aim at.
     key = await app_client.post(
@@ -85,8 +97,26 @@ async def test_every_route_refuses_strangers_and_other_workspaces(
         headers=alice.headers,
         json={"role": "member", "path_prefix": "route-walk", "capabilities": ["read"]},
     )
+    repo = await app_client.post(
+        "/api/repos",
+        headers=alice.headers,
+        json={"name": "walk", "source": "path", "location": str(tmp_path), "index": False},
+    )
     assert secret.status_code == 200 and policy.status_code == 201
+    assert repo.status_code == 201, repo.text
+    conversation = await app_client.post(
+        "/api/conversations", headers=alice.headers, json={"title": "route walk"}
+    )
+    template = await app_client.post(
+        "/api/templates", headers=alice.headers, json={"name": "walk", "body": "{{x}}"}
+    )
+    assert conversation.status_code == 201 and template.status_code == 201
+    message_id = await _add_message(app_client, conversation.json()["id"])
     targets = {
+        "repo_id": repo.json()["id"],
+        "conversation_id": conversation.json()["id"],
+        "message_id": message_id,
+        "template_id": template.json()["id"],
         "workspace_id": alice.workspace_id,
         "user_id": alice.user_id,
         "key_id": key.json()["id"],
@@ -123,6 +153,18 @@ async def test_every_route_refuses_strangers_and_other_workspaces(
         f"/api/workspaces/{alice.workspace_id}/members", headers=alice.headers
     )
     assert [m["email"] for m in still.json()] == [alice.email]
+
+
+async def _add_message(client: httpx.AsyncClient, conversation_id: str) -> str:
+    """A message in a conversation, written directly (no model call needed)."""
+    from hexahub.chat.models import Message
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    async with runtime.db.sessions() as db:
+        message = Message(conversation_id=conversation_id, position=0, role="user", content="x")
+        db.add(message)
+        await db.commit()
+        return message.id
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

@@ -1,0 +1,163 @@
+"""API shapes of the chat: conversations, messages, templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hexahub.chat.models import MAX_DESCRIPTION, MAX_MODEL, MAX_TEMPLATE_NAME, MAX_TITLE
+from hexahub.chat.service import (
+    MAX_CONTENT,
+    MAX_REPO_IDS,
+    MAX_SYSTEM_PROMPT,
+    MAX_TEMPLATE_BODY,
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Citation(BaseModel):
+    number: int
+    repo_id: str
+    repo_name: str
+    path: str
+    start_line: int
+    end_line: int
+    url: str
+
+
+class MessageOut(BaseModel):
+    id: str
+    conversation_id: str
+    position: int
+    role: Literal["user", "assistant", "system"]
+    content: str
+    model: str
+    status: Literal["complete", "streaming", "stopped", "failed"]
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    ttft_ms: float | None
+    citations: list[Citation]
+    replaces_id: str | None = Field(
+        description="The answer this one replaced (regenerate, edit-and-resend)"
+    )
+    edited_at: datetime | None
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: str
+    workspace_id: str
+    user_id: str
+    title: str
+    model: str = Field(description="Empty: the installation's default chat model")
+    system_prompt: str
+    pinned: bool
+    shared: bool
+    use_repo_context: bool
+    repo_ids: list[str] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationSummary(ConversationOut):
+    owner_email: str
+    mine: bool
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ConversationDetail(ConversationOut):
+    can_change: bool
+    can_delete: bool
+    messages: list[MessageOut]
+
+
+class ConversationCreate(Strict):
+    workspace_id: str | None = Field(
+        None, description="Default: the key's workspace, else the caller's only one"
+    )
+    title: str = Field("", max_length=MAX_TITLE)
+    model: str = Field("", max_length=MAX_MODEL)
+    system_prompt: str = Field("", max_length=MAX_SYSTEM_PROMPT)
+    use_repo_context: bool = False
+    repo_ids: list[str] | None = Field(None, max_length=MAX_REPO_IDS)
+
+
+class ConversationUpdate(Strict):
+    title: str | None = Field(None, max_length=MAX_TITLE)
+    model: str | None = Field(None, max_length=MAX_MODEL)
+    system_prompt: str | None = Field(None, max_length=MAX_SYSTEM_PROMPT)
+    pinned: bool | None = None
+    shared: bool | None = None
+    use_repo_context: bool | None = None
+    repo_ids: list[str] | None = Field(None, max_length=MAX_REPO_IDS)
+
+
+class MessageCreate(Strict):
+    content: str = Field(max_length=MAX_CONTENT)
+    model: str | None = Field(None, max_length=MAX_MODEL)
+    stream: bool = Field(False, description="Answer as text/event-stream events")
+
+
+class MessageEdit(MessageCreate):
+    pass
+
+
+class Regenerate(Strict):
+    model: str | None = Field(None, max_length=MAX_MODEL)
+    stream: bool = False
+
+
+class Stopped(BaseModel):
+    stopped: bool = Field(description="Whether an answer was being written")
+
+
+class TemplateOut(BaseModel):
+    id: str
+    workspace_id: str
+    name: str
+    description: str
+    body: str
+    variables: list[str]
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplateCreate(Strict):
+    workspace_id: str | None = None
+    name: str = Field(max_length=MAX_TEMPLATE_NAME)
+    body: str = Field(max_length=MAX_TEMPLATE_BODY)
+    description: str = Field("", max_length=MAX_DESCRIPTION)
+
+
+class TemplateUpdate(Strict):
+    name: str | None = Field(None, max_length=MAX_TEMPLATE_NAME)
+    body: str | None = Field(None, max_length=MAX_TEMPLATE_BODY)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+
+
+class TemplateRender(Strict):
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class Rendered(BaseModel):
+    text: str
+    variables: list[str]
+
+
+def fields_given(model: BaseModel) -> dict[str, Any]:
+    """The fields a request actually sent (null included), for partial updates."""
+    return {name: getattr(model, name) for name in model.model_fields_set}
