@@ -61,12 +61,18 @@ async def sign_in_first(request: Request, db: DbSession) -> Response:
     """Where to send a visitor who is not signed in: setup when nobody exists yet."""
     if await service.count_users(db) == 0:
         return redirect("/setup")
+    htmx = request.headers.get("hx-request") == "true"
     if request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     else:
         # After signing in, return to the page the form was on, not to a POST-only URL.
         target = referring_page(request)
-    response = redirect("/login?" + urlencode({"next": target}))
+    login = "/login?" + urlencode({"next": referring_page(request) if htmx else target})
+    # An HTMX request (a polling status block, a search box) would swap the login page
+    # into part of the page: have HTMX load it as a whole page instead.
+    response = (
+        Response(status_code=200, headers={"HX-Redirect": login}) if htmx else redirect(login)
+    )
     if SESSION_COOKIE in request.cookies:
         clear_session_cookie(response, settings_of(request))
     return response

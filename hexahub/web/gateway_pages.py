@@ -30,6 +30,7 @@ from hexahub.gateway.engine import Gateway
 from hexahub.identity import audit
 from hexahub.identity.authz import Principal, WorkspaceAccess
 from hexahub.identity.models import User
+from hexahub.web import charts
 from hexahub.web.access import (
     PagePrincipal,
     PageRoute,
@@ -45,7 +46,6 @@ CsrfChecked = Depends(require_csrf)
 
 PROVIDER_KINDS = ("openai", "openai_compatible", "anthropic", "ollama", "local")
 PERIODS = (7, 30, 90)
-CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 720, 180, 14
 
 ShortField = Annotated[str, Form(max_length=200)]
 UrlField = Annotated[str, Form(max_length=2000)]
@@ -233,31 +233,7 @@ async def add_model(
 # --- /workspaces/{workspace_id}/usage --------------------------------------------------
 
 
-def _bar_chart(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Geometry of a bar chart (SVG user units) for the days that have a value."""
-    peak = max((day[key] for day in days), default=0) or 0
-    slot = CHART_WIDTH / max(len(days), 1)
-    width = max(slot * 0.7, 1.0)
-    bars = []
-    for index, day in enumerate(days):
-        value = day[key]
-        if not value:
-            continue
-        height = max((CHART_HEIGHT - CHART_TOP) * value / peak, 1.0)
-        bars.append(
-            {
-                "x": round(index * slot + (slot - width) / 2, 2),
-                "y": round(CHART_HEIGHT - height, 2),
-                "width": round(width, 2),
-                "height": round(height, 2),
-                "day": day["day"],
-                "value": value,
-            }
-        )
-    return {"bars": bars, "peak": peak, "width": CHART_WIDTH, "height": CHART_HEIGHT}
-
-
-async def _emails(db: AsyncSession, user_ids: list[str]) -> dict[str, str]:
+async def emails_of(db: AsyncSession, user_ids: list[str]) -> dict[str, str]:
     if not user_ids:
         return {}
     rows = await db.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
@@ -276,24 +252,11 @@ async def _usage_page(
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=period - 1)
     ws = [access.workspace.id]
     daily = await usage.summary(db, workspace_ids=ws, since=since, group_by="model", bucket="day")
-    per_day: dict[str, dict[str, Any]] = {
-        (first + timedelta(days=n)).isoformat(): {
-            "day": (first + timedelta(days=n)).isoformat(),
-            "tokens": 0,
-            "cost": 0.0,
-        }
-        for n in range(period)
-    }
-    for row in daily:
-        slot = per_day.get(row["bucket"])
-        if slot is not None:
-            slot["tokens"] += row["prompt_tokens"] + row["completion_tokens"]
-            slot["cost"] += row["cost_usd"]
-    days = list(per_day.values())
+    days = charts.daily_totals(daily, first, period)
 
     by_model = await usage.summary(db, workspace_ids=ws, since=since, group_by="model")
     by_user = await usage.summary(db, workspace_ids=ws, since=since, group_by="user")
-    emails = await _emails(db, [row["group"] for row in by_user if row["group"]])
+    emails = await emails_of(db, [row["group"] for row in by_user if row["group"]])
     for row in by_user:
         row["email"] = emails.get(row["group"] or "", "")
     totals = {
@@ -310,8 +273,8 @@ async def _usage_page(
             "periods": PERIODS,
             "first_day": first.isoformat(),
             "last_day": today.isoformat(),
-            "tokens_chart": _bar_chart(days, "tokens"),
-            "cost_chart": _bar_chart(days, "cost"),
+            "tokens_chart": charts.bar_chart(days, "tokens"),
+            "cost_chart": charts.bar_chart(days, "cost"),
             "by_model": by_model,
             "by_user": by_user,
             "totals": totals,

@@ -1,11 +1,11 @@
-"""Server-rendered pages: first-admin setup, sign-in, home, and the areas still to come.
+"""Server-rendered pages: first-admin setup, sign-in, and the areas still to come.
 
 Every page works without JavaScript; the vendored HTMX only boosts the navigation links.
 The Content-Security-Policy allows no inline script or style, so templates carry none.
 Errors on pages are rendered as HTML; every other route keeps the JSON errors of
 hexahub.core.errors. Rendering lives in rendering.py, who may see which page in
 access.py; the identity pages are workspace_pages.py and account_pages.py, and `mount()`
-wires them all.
+wires them all. The home dashboard is dashboard.py.
 """
 
 from __future__ import annotations
@@ -245,19 +245,6 @@ async def logout(request: Request, runtime: RuntimeDep, db: DbSession) -> Respon
 
 
 # --- signed-in pages -----------------------------------------------------------------
-
-
-@router.get("/")
-async def home(request: Request, runtime: RuntimeDep, db: DbSession, user: SignedIn) -> Response:
-    if user is None:
-        return await sign_in_first(request, db)
-    status = {
-        "database": runtime.db.backend,
-        "queue": runtime.settings.queue_backend,
-        "carrier": runtime.queue.carrier.name,
-        "tasks": await runtime.queue.counts(),
-    }
-    return render(request, "home.html", {"status": status, "active": "home"}, user=user)
 
 
 def _area_page(area: ProductArea) -> Any:

@@ -43,14 +43,14 @@ class ProductArea:
 # Areas still to come. Each shows a "coming soon" page until its domain adds real pages;
 # that domain then moves its entry to READY_AREAS and drops the placeholder route.
 PRODUCT_AREAS: tuple[ProductArea, ...] = (
-    ProductArea("chat", "Chat", "Conversations with any model, grounded in your code."),
-    ProductArea("repositories", "Repositories", "Indexed code, search and secret scanning."),
     ProductArea("automation", "Automation", "Scheduled jobs, functions and their run history."),
     ProductArea("infrastructure", "Infrastructure", "Hosts, services, health and drift."),
 )
 
 # Areas with real pages.
 READY_AREAS: tuple[ProductArea, ...] = (
+    ProductArea("chat", "Chat", "Conversations with any model, grounded in your code."),
+    ProductArea("repositories", "Repositories", "Indexed code, search and secret scanning."),
     ProductArea("workspaces", "Workspaces", "Your workspaces, their members, groups and roles."),
     ProductArea("models", "Models", "Model names, prices, health, providers; how to call them."),
     ProductArea("keys", "API keys", "Scoped keys for scripts, tools and the model APIs."),
@@ -58,7 +58,26 @@ READY_AREAS: tuple[ProductArea, ...] = (
     ProductArea("audit", "Audit", "Who changed what, and every secret read."),
 )
 
-NAVIGATION: tuple[ProductArea, ...] = PRODUCT_AREAS + READY_AREAS
+# The main navigation's order, which stays put while areas move from one tuple to the other.
+NAVIGATION_ORDER = (
+    "chat",
+    "repositories",
+    "automation",
+    "infrastructure",
+    "workspaces",
+    "models",
+    "keys",
+    "secrets",
+    "audit",
+)
+NAVIGATION: tuple[ProductArea, ...] = tuple(
+    sorted(
+        PRODUCT_AREAS + READY_AREAS,
+        key=lambda a: (
+            NAVIGATION_ORDER.index(a.slug) if a.slug in NAVIGATION_ORDER else len(NAVIGATION_ORDER)
+        ),
+    )
+)
 
 # Success messages a redirect-after-post names with `?ok=<key>`. Only these fixed texts
 # are shown, so a crafted link cannot put words of its own on a page.
@@ -81,6 +100,18 @@ MESSAGES: dict[str, str] = {
     "provider_created": "Provider added. Its models can be added now.",
     "model_created": "Model added. It can be called at once.",
     "gateway_policy_saved": "Gateway policy saved.",
+    "conversation_saved": "Conversation settings saved.",
+    "conversation_deleted": "Conversation deleted.",
+    "conversation_shared": "Shared read-only with everyone in this workspace.",
+    "conversation_unshared": "No longer shared.",
+    "template_created": "Template created.",
+    "template_saved": "Template saved.",
+    "template_deleted": "Template deleted.",
+    "repo_added": "Repository added. Indexing has started; its status updates below.",
+    "repo_added_unindexed": "Repository added. Press Index now when you want it indexed.",
+    "repo_saved": "Repository settings saved. They apply from the next index.",
+    "repo_removed": "Repository removed, with its index.",
+    "index_started": "Indexing has started; its status updates by itself.",
 }
 
 
