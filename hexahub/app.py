@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from hexahub import __version__
 from hexahub.chat import api as chat_api
-from hexahub.chat import service as chat_service
+from hexahub.chat import replies as chat_replies
 from hexahub.context import api as context_api
 from hexahub.core.errors import install_error_handlers
 from hexahub.core.health import router as health_router
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = await Gateway.start(runtime)
         runtime.services["gateway"] = app.state.gateway
         async with runtime.db.sessions() as db:
-            await chat_service.fail_interrupted(db)
+            await chat_replies.fail_interrupted(db)
         # API replicas in broker mode only hand work to `hexahub worker` processes.
         await runtime.start_queue(consume=settings.queue_backend == "inprocess")
         await pages.announce_setup_link(runtime)

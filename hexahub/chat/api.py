@@ -8,7 +8,7 @@ ConversationOwner (the owner, a member), ConversationDeleter (the owner or an ad
 
 Sending a message answers either as JSON (the finished answer) or, with `"stream": true`,
 as `text/event-stream`: one `data: {json}` line per event, `start`, maybe `context`, then
-`delta`s, then `done` or `error` (hexahub.chat.service.Reply).
+`delta`s, then `done` or `error` (hexahub.chat.replies.Reply).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hexahub.chat import service
+from hexahub.chat import exports, replies, service, templates
+from hexahub.chat.replies import Reply
 from hexahub.chat.schemas import (
     ConversationCreate,
     ConversationDetail,
@@ -41,7 +42,8 @@ from hexahub.chat.schemas import (
     TemplateUpdate,
     fields_given,
 )
-from hexahub.chat.service import ConversationAccess, Reply, TemplateAccess
+from hexahub.chat.service import ConversationAccess
+from hexahub.chat.templates import TemplateAccess
 from hexahub.core.deps import DbSession, get_db
 from hexahub.gateway.engine import Gateway
 from hexahub.identity.authz import (
@@ -105,7 +107,7 @@ def _template(need: Literal["read", "change"]) -> Any:
         db: AsyncSession = Depends(get_db),
         principal: Principal = Depends(require_user(scope)),
     ) -> TemplateAccess:
-        return await service.template_access(
+        return await templates.template_access(
             db, principal, template_id, need, path=request.url.path
         )
 
@@ -242,7 +244,7 @@ async def delete_conversation(target: ConversationDeleter, db: DbSession) -> Res
 async def send_message(
     request: Request, body: MessageCreate, target: ConversationOwner, db: DbSession
 ) -> Response:
-    reply = await service.send_message(
+    reply = await replies.send_message(
         db, gateway_of(request), target, body.content, model=body.model
     )
     return await _answer(reply, body.stream)
@@ -258,7 +260,7 @@ async def regenerate(
     request: Request, target: ConversationOwner, db: DbSession, body: Regenerate | None = None
 ) -> Response:
     body = body or Regenerate()
-    reply = await service.regenerate(db, gateway_of(request), target, model=body.model)
+    reply = await replies.regenerate(db, gateway_of(request), target, model=body.model)
     return await _answer(reply, body.stream)
 
 
@@ -275,7 +277,7 @@ async def edit_message(
     target: ConversationOwner,
     db: DbSession,
 ) -> Response:
-    reply = await service.edit_and_resend(
+    reply = await replies.edit_and_resend(
         db, gateway_of(request), target, message_id, body.content, model=body.model
     )
     return await _answer(reply, body.stream)
@@ -286,7 +288,7 @@ async def edit_message(
     summary="Stop the answer being written (its text so far is kept)",
 )
 async def stop(request: Request, target: ConversationOwner, db: DbSession) -> Stopped:
-    return Stopped(stopped=await service.stop_reply(db, gateway_of(request), target))
+    return Stopped(stopped=await replies.stop_reply(db, gateway_of(request), target))
 
 
 @router.get(
@@ -307,11 +309,11 @@ async def export_conversation(
 ) -> Response:
     stem = _filename(target.conversation.title or "conversation")
     if format == "json":
-        data = await service.export_json(db, target)
+        data = await exports.export_json(db, target)
         return JSONResponse(
             data, headers={"Content-Disposition": f'attachment; filename="{stem}.json"'}
         )
-    text = await service.export_markdown(db, target)
+    text = await exports.export_markdown(db, target)
     return PlainTextResponse(
         text,
         media_type="text/markdown; charset=utf-8",
@@ -328,7 +330,7 @@ def _filename(title: str) -> str:
 
 
 def _template_out(template: Any) -> TemplateOut:
-    return TemplateOut(**service.template_dict(template))
+    return TemplateOut(**templates.template_dict(template))
 
 
 @router.get("/templates", summary="The workspace's prompt templates")
@@ -341,7 +343,7 @@ async def list_templates(
     access = await chosen_workspace(
         db, principal, workspace_id, Role.viewer, "read", path=request.url.path
     )
-    return [_template_out(t) for t in await service.list_templates(db, access)]
+    return [_template_out(t) for t in await templates.list_templates(db, access)]
 
 
 @router.post("/templates", summary="Create a prompt template", status_code=201)
@@ -351,7 +353,7 @@ async def create_template(
     access = await chosen_workspace(
         db, principal, body.workspace_id, Role.member, "write", path=request.url.path
     )
-    template = await service.create_template(
+    template = await templates.create_template(
         db, access, name=body.name, body=body.body, description=body.description
     )
     return _template_out(template)
@@ -367,7 +369,7 @@ async def update_template(
     body: TemplateUpdate, target: TemplateEditor, db: DbSession
 ) -> TemplateOut:
     changes = {k: v for k, v in fields_given(body).items() if v is not None}
-    template = await service.update_template(db, target, **changes)
+    template = await templates.update_template(db, target, **changes)
     return _template_out(template)
 
 
@@ -377,7 +379,7 @@ async def update_template(
     status_code=204,
 )
 async def delete_template(target: TemplateEditor, db: DbSession) -> Response:
-    await service.delete_template(db, target)
+    await templates.delete_template(db, target)
     return Response(status_code=204)
 
 
@@ -386,5 +388,5 @@ async def delete_template(target: TemplateEditor, db: DbSession) -> Response:
     summary="Fill a template's {{variables}} (422 names any without a value)",
 )
 async def render_template(body: TemplateRender, target: TemplateReader) -> Rendered:
-    text = service.render_template(target.template.body, body.variables)
-    return Rendered(text=text, variables=service.template_variables(target.template.body))
+    text = templates.render_template(target.template.body, body.variables)
+    return Rendered(text=text, variables=templates.template_variables(target.template.body))

@@ -8,12 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hexahub.chat.models import MAX_DESCRIPTION, MAX_MODEL, MAX_TEMPLATE_NAME, MAX_TITLE
-from hexahub.chat.service import (
-    MAX_CONTENT,
-    MAX_REPO_IDS,
-    MAX_SYSTEM_PROMPT,
-    MAX_TEMPLATE_BODY,
-)
+from hexahub.chat.replies import MAX_CONTENT
+from hexahub.chat.service import MAX_REPO_IDS, MAX_SYSTEM_PROMPT
+from hexahub.chat.templates import MAX_TEMPLATE_BODY
 
 
 class Strict(BaseModel):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -23,7 +22,13 @@ from hexahub.context import inject
 from hexahub.core.errors import Forbidden
 from hexahub.gateway import callers, validate
 from hexahub.gateway.callers import Caller
-from hexahub.gateway.engine import CallContext, Gateway, StreamResult, delta_text
+from hexahub.gateway.engine import (
+    CallContext,
+    Gateway,
+    StreamResult,
+    StreamTally,
+    estimate_tokens,
+)
 from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
 from hexahub.gateway.providers.base import JSON, UpstreamError
 from hexahub.gateway.translate import anthropic as translate
@@ -221,21 +226,12 @@ async def _openai_sse(
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     """Relay chunks; account for the stream once, however it ends."""
-    ttft_ms = (time.perf_counter() - ctx.started) * 1000
-    prompt = completion = 0
-    status, error = 200, None
-    text: list[str] = []
+    tally = StreamTally.start(ctx)
 
     def relay(chunk: JSON) -> bytes | None:
-        nonlocal prompt, completion
         chunk["model"] = model
+        tally.take(chunk)
         found = chunk.get("usage")
-        if found:
-            prompt = int(found.get("prompt_tokens") or prompt)
-            completion = int(found.get("completion_tokens") or completion)
-        piece = delta_text(chunk)
-        if piece:
-            text.append(piece)
         if found and not chunk.get("choices") and not include_usage:
             return None  # we asked upstream for usage; the client did not
         if found and not include_usage:
@@ -252,25 +248,13 @@ async def _openai_sse(
                 yield data
         yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
-        status, error = exc.status, exc.message
+        tally.status, tally.error = exc.status, exc.message
         yield _sse(translate.openai_error(exc.status, exc.message, code=exc.error_type))
     except BaseException:
-        status, error = 499, "client closed the connection"
+        tally.status, tally.error = 499, "client closed the connection"
         raise
     finally:
-        await gateway.finish_stream(
-            ctx,
-            endpoint,
-            model,
-            result,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            status=status,
-            error=error,
-            ttft_ms=round(ttft_ms, 2),
-            reply_text="".join(text),
-            body=body,
-        )
+        await gateway.finish_stream(ctx, endpoint, model, result, tally, body=body)
 
 
 # --- Anthropic-compatible --------------------------------------------------------------
@@ -309,22 +293,11 @@ async def messages(request: Request, ctx: CallContext = Context) -> Response:
 async def _anthropic_sse(
     gateway: Gateway, ctx: CallContext, model: str, canonical: JSON, result: StreamResult
 ) -> AsyncIterator[bytes]:
-    ttft_ms = (time.perf_counter() - ctx.started) * 1000
+    tally = StreamTally.start(ctx)
     converter = translate.OpenAIToAnthropicStream(model)
-    prompt = completion = 0
-    status, error = 200, None
-    text: list[str] = []
 
     def convert(chunk: JSON) -> bytes:
-        nonlocal prompt, completion
-        found = chunk.get("usage")
-        if found:
-            prompt = int(found.get("prompt_tokens") or prompt)
-            completion = int(found.get("completion_tokens") or completion)
-        for choice in chunk.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content")
-            if piece:
-                text.append(piece)
+        tally.take(chunk)
         return b"".join(
             translate.sse_anthropic(event, data) for event, data in converter.feed(chunk)
         )
@@ -339,26 +312,14 @@ async def _anthropic_sse(
         if tail:
             yield b"".join(translate.sse_anthropic(event, data) for event, data in tail)
     except (UpstreamError, translate.StreamError) as exc:
-        status = int(getattr(exc, "status", 502))
-        error = str(getattr(exc, "message", exc))
-        yield translate.sse_anthropic("error", translate.anthropic_error(status, error))
+        tally.status = int(getattr(exc, "status", 502))
+        tally.error = str(getattr(exc, "message", exc))
+        yield translate.sse_anthropic("error", translate.anthropic_error(tally.status, tally.error))
     except BaseException:
-        status, error = 499, "client closed the connection"
+        tally.status, tally.error = 499, "client closed the connection"
         raise
     finally:
-        await gateway.finish_stream(
-            ctx,
-            "chat",
-            model,
-            result,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            status=status,
-            error=error,
-            ttft_ms=round(ttft_ms, 2),
-            reply_text="".join(text),
-            body=canonical,
-        )
+        await gateway.finish_stream(ctx, "chat", model, result, tally, body=canonical)
 
 
 @anthropic_router.post(
@@ -371,27 +332,6 @@ async def count_tokens(request: Request, ctx: CallContext = Context) -> Response
         raise validate.InvalidRequest("messages: must be a non-empty list", param="messages")
     gateway_of(request).router.route(body["model"])
     return JSONResponse({"input_tokens": estimate_tokens(body)})
-
-
-def estimate_tokens(body: JSON) -> int:
-    """A provider-neutral estimate: about four characters of text per token."""
-    parts: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if key not in ("type", "source", "cache_control"):
-                    walk(item)
-
-    walk(body.get("system"))
-    walk(body.get("messages"))
-    walk(body.get("tools"))
-    return max(1, sum(len(p) for p in parts) // 4)
 
 
 __all__ = ["anthropic_error", "anthropic_router", "openai_error", "openai_router"]

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,6 +125,70 @@ def delta_text(chunk: JSON) -> str:
         if piece:
             pieces.append(piece)
     return "".join(pieces)
+
+
+def estimate_tokens(body: JSON) -> int:
+    """A provider-neutral estimate: about four characters of text per token."""
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in ("type", "source", "cache_control"):
+                    walk(item)
+
+    walk(body.get("system"))
+    walk(body.get("messages"))
+    walk(body.get("tools"))
+    return max(1, sum(len(p) for p in parts) // 4)
+
+
+@dataclass
+class StreamTally:
+    """What a relayed stream carried so far (usage, the reply's text) and how it ended;
+    `Gateway.finish_stream` accounts for it once."""
+
+    ttft_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: int = 200
+    error: str | None = None
+    pieces: list[str] = field(default_factory=list)
+    usage_seen: bool = False  # the upstream reported usage (it comes last, if at all)
+
+    @classmethod
+    def start(cls, ctx: CallContext) -> StreamTally:
+        """A tally for a stream whose first chunk has just come."""
+        return cls(ttft_ms=round((time.perf_counter() - ctx.started) * 1000, 2))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def take(self, chunk: JSON) -> str:
+        """Count a chunk's usage and keep its text; returns the text it adds."""
+        found = chunk.get("usage")
+        if found:
+            self.usage_seen = True
+            self.prompt_tokens = int(found.get("prompt_tokens") or self.prompt_tokens)
+            self.completion_tokens = int(found.get("completion_tokens") or self.completion_tokens)
+        piece = delta_text(chunk)
+        if piece:
+            self.pieces.append(piece)
+        return piece
+
+    def settle(self, body: JSON) -> None:
+        """A stream cut short (stopped, or failed midway) never saw its usage, yet the
+        model did the work: count an estimate rather than nothing."""
+        if self.usage_seen or not self.pieces:
+            return
+        self.prompt_tokens = estimate_tokens(body)
+        self.completion_tokens = max(1, len(self.text) // 4)
 
 
 def cache_key(endpoint: str, body: JSON) -> str:
@@ -346,101 +411,84 @@ class Gateway:
         endpoint: str,
         model: str,
         result: StreamResult,
+        tally: StreamTally,
         *,
-        prompt_tokens: int,
-        completion_tokens: int,
-        status: int,
-        error: str | None,
-        ttft_ms: float,
-        reply_text: str,
         body: JSON,
     ) -> None:
+        """Account for a relayed stream once, with what its tally saw."""
+        tally.settle(body)
         await self._record(
             ctx,
             endpoint,
             model,
             result.outcome,
-            {"usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}},
-            status=status,
+            {
+                "usage": {
+                    "prompt_tokens": tally.prompt_tokens,
+                    "completion_tokens": tally.completion_tokens,
+                }
+            },
+            status=tally.status,
             cached=False,
             attempts=result.outcome.attempts,
-            error=error,
-            ttft_ms=ttft_ms,
+            error=tally.error,
+            ttft_ms=tally.ttft_ms,
             stream=True,
             body=body,
-            reply={"content": reply_text} if ctx.trace_bodies else None,
+            reply={"content": tally.text} if ctx.trace_bodies else None,
         )
 
     async def stream_text(
-        self, ctx: CallContext, model: str, body: JSON
+        self,
+        ctx: CallContext,
+        model: str,
+        body: JSON,
+        *,
+        on_end: Callable[[TextStreamEnd], None] | None = None,
     ) -> AsyncIterator[str | TextStreamEnd]:
         """A streamed chat call for HexaHub's own features (chat, ask): yields the answer's
         text pieces as they come, then one `TextStreamEnd` with usage and cost. Failures
         before the first piece raise (with fallbacks tried); a failure later ends the
         stream with `error` set, keeping what came. Accounted once, however it ends (a
-        consumer that stops early counts as a closed connection)."""
+        consumer that stops early counts as a closed connection, and `on_end` still gets
+        the usage of what was written)."""
         body = {**body, "model": model, "stream": True, "stream_options": {"include_usage": True}}
         result = await self.stream(ctx, "chat", model, body)
-        ttft_ms = (time.perf_counter() - ctx.started) * 1000
-        prompt = completion = 0
-        status, error = 200, None
-        text: list[str] = []
-
-        def take(chunk: JSON) -> str:
-            nonlocal prompt, completion
-            found = chunk.get("usage")
-            if found:
-                prompt = int(found.get("prompt_tokens") or prompt)
-                completion = int(found.get("completion_tokens") or completion)
-            pieces = [
-                (choice.get("delta") or {}).get("content") or ""
-                for choice in chunk.get("choices") or []
-            ]
-            piece = "".join(pieces)
-            if piece:
-                text.append(piece)
-            return piece
-
+        tally = StreamTally.start(ctx)
         try:
-            piece = take(result.first)
+            piece = tally.take(result.first)
             if piece:
                 yield piece
             async for chunk in result.rest:
-                piece = take(chunk)
+                piece = tally.take(chunk)
                 if piece:
                     yield piece
         except UpstreamError as exc:
-            status, error = exc.status, exc.message
+            tally.status, tally.error = exc.status, exc.message
         except BaseException:
-            status, error = 499, "the reader stopped"
+            tally.status, tally.error = 499, "the reader stopped"
             raise
         finally:
-            await self.finish_stream(
-                ctx,
-                "chat",
-                model,
-                result,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                status=status,
-                error=error,
-                ttft_ms=round(ttft_ms, 2),
-                reply_text="".join(text),
-                body=body,
+            await self.finish_stream(ctx, "chat", model, result, tally, body=body)
+            deployment = result.outcome.deployment
+            end = TextStreamEnd(
+                text=tally.text,
+                prompt_tokens=tally.prompt_tokens,
+                completion_tokens=tally.completion_tokens,
+                cost_usd=usage.cost_usd(
+                    tally.prompt_tokens,
+                    tally.completion_tokens,
+                    deployment.input_price,
+                    deployment.output_price,
+                ),
+                ttft_ms=tally.ttft_ms,
+                model=model,
+                deployment=deployment.id,
+                error=tally.error,
             )
-        deployment = result.outcome.deployment
-        yield TextStreamEnd(
-            text="".join(text),
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=usage.cost_usd(
-                prompt, completion, deployment.input_price, deployment.output_price
-            ),
-            ttft_ms=round(ttft_ms, 2),
-            model=model,
-            deployment=deployment.id,
-            error=error,
-        )
+            if on_end is not None:
+                on_end(end)
+        yield end
 
     # --- accounting ---------------------------------------------------------------------
     async def _record(

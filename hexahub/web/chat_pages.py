@@ -14,15 +14,15 @@ workspace's prompt templates.
     GET  /workspaces/{ws}/templates                   prompt templates (POST creates one)
     GET  /workspaces/{ws}/templates/{id}              edit (POST saves, POST .../delete)
 
-Every action goes through hexahub.chat.service with the browser session as the caller, so
-the pages may do exactly what /api/conversations and /api/templates allow and nothing
-more; the export links are the API's own export route (a GET the session cookie
-authenticates). The send routes answer in two ways: a browser running static/chat.js
-asks for `text/event-stream` and receives the service's answer events as they come (the
-events the API streams, after a first `conversation` event with the page's address); a
-browser without JavaScript waits for the whole answer and is redirected to the
-conversation. Stopping (the Stop button, or a closed connection) keeps the text written
-so far.
+Every action goes through hexahub.chat's service, replies and templates with the browser
+session as the caller, so the pages may do exactly what /api/conversations and
+/api/templates allow and nothing more; the export links are the API's own export route (a
+GET the session cookie authenticates). The send routes answer in two ways: a browser
+running static/chat.js asks for `text/event-stream` and receives the service's answer
+events as they come (the events the API streams, after a first `conversation` event with
+the page's address); a browser without JavaScript waits for the whole answer and is
+redirected to the conversation. Stopping (the Stop button, or a closed connection) keeps
+the text written so far.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from hexahub.chat import render as chat_render
-from hexahub.chat import service
+from hexahub.chat import replies, service, templates
 from hexahub.chat.models import Message, MessageRole, PromptTemplate
-from hexahub.chat.service import ConversationAccess, Reply
+from hexahub.chat.replies import Reply
+from hexahub.chat.service import ConversationAccess
 from hexahub.context import service as context_service
 from hexahub.core.deps import DbSession
 from hexahub.core.errors import HexaHubError, NotFound, ValidationFailed
@@ -57,7 +58,7 @@ CsrfChecked = Depends(require_csrf)
 
 SIDEBAR_LIMIT = 50
 
-Text = Annotated[str, Form(max_length=service.MAX_CONTENT)]
+Text = Annotated[str, Form(max_length=replies.MAX_CONTENT)]
 Short = Annotated[str, Form(max_length=500)]
 Checkbox = Annotated[str, Form(max_length=10)]
 RepoIds = Annotated[list[str], Form(max_length=service.MAX_REPO_IDS)]
@@ -131,7 +132,7 @@ def _template_view(template: PromptTemplate) -> dict[str, Any]:
         "name": template.name,
         "description": template.description,
         "body": template.body,
-        "variables": service.template_variables(template.body),
+        "variables": templates.template_variables(template.body),
         "created_by": template.created_by,
     }
 
@@ -150,7 +151,7 @@ async def _chat_page(
     context = workspace_context(access, "chat")
     base = context["base"]
     sidebar = await service.list_conversations(db, access, q=q or None, limit=SIDEBAR_LIMIT)
-    templates = await service.list_templates(db, access)
+    saved = await templates.list_templates(db, access)
     can_write = access.role.at_least(Role.member)
     conversation = target.conversation if target else None
     messages = [_message_view(m) for m in await service.get_messages(db, target)] if target else []
@@ -182,7 +183,7 @@ async def _chat_page(
             "chosen_repos": list(conversation.repo_ids or []) if conversation else [],
             "chosen_model": (conversation.model if conversation else "") or default,
             "default_model": default,
-            "templates": [_template_view(t) for t in templates],
+            "templates": [_template_view(t) for t in saved],
             "page_error": error.message if error else "",
             "draft": draft,
             "chat_url": f"{base}/chat/{conversation.id}" if conversation else f"{base}/chat",
@@ -220,6 +221,21 @@ async def _conversation(
     if target.conversation.workspace_id != access.workspace.id:
         raise NotFound(f"no conversation with id {conversation_id}")
     return target
+
+
+async def _refused_page(
+    request: Request,
+    db: AsyncSession,
+    principal: Principal,
+    access: WorkspaceAccess,
+    conversation_id: str,
+    error: HexaHubError,
+    draft: str = "",
+) -> Response:
+    """The conversation's page again, as stored, with why a change was refused."""
+    await _recover(db, access)
+    target = await _conversation(request, db, principal, access, conversation_id)
+    return await _chat_page(request, db, access, target, error=error, draft=draft)
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -323,7 +339,7 @@ async def start_conversation(
     repo_ids: RepoIds | None = None,
 ) -> Response:
     try:
-        conversation, reply = await service.start_conversation(
+        conversation, reply = await replies.start_conversation(
             db,
             _gateway(request),
             access,
@@ -358,19 +374,17 @@ async def send(
     target = await _conversation(request, db, principal, access, conversation_id, "change")
     try:
         if action == "regenerate":
-            reply = await service.regenerate(db, gateway, target, model=model or None)
+            reply = await replies.regenerate(db, gateway, target, model=model or None)
         elif action == "edit":
-            reply = await service.edit_and_resend(
+            reply = await replies.edit_and_resend(
                 db, gateway, target, message_id, content, model=model or None
             )
         else:
-            reply = await service.send_message(db, gateway, target, content, model=model or None)
+            reply = await replies.send_message(db, gateway, target, content, model=model or None)
     except HexaHubError as exc:
         if _wants_stream(request):
             return _refused(exc)
-        await _recover(db, access)
-        target = await _conversation(request, db, principal, access, conversation_id)
-        return await _chat_page(request, db, access, target, error=exc, draft=content)
+        return await _refused_page(request, db, principal, access, conversation_id, exc, content)
     return await _answer(request, reply, conversation_id, f"/workspaces/{access.workspace.id}")
 
 
@@ -383,7 +397,7 @@ async def stop(
     conversation_id: str,
 ) -> Response:
     target = await _conversation(request, db, principal, access, conversation_id, "change")
-    stopped = await service.stop_reply(db, _gateway(request), target)
+    stopped = await replies.stop_reply(db, _gateway(request), target)
     if _wants_stream(request) or request.headers.get("accept", "").startswith("application/json"):
         return JSONResponse({"stopped": stopped})
     return redirect(f"/workspaces/{access.workspace.id}/chat/{conversation_id}")
@@ -420,9 +434,7 @@ async def save_settings(
             repo_ids=await _chosen_repos(db, access, repo_ids or []),
         )
     except HexaHubError as exc:
-        await _recover(db, access)
-        target = await _conversation(request, db, principal, access, conversation_id)
-        return await _chat_page(request, db, access, target, error=exc)
+        return await _refused_page(request, db, principal, access, conversation_id, exc)
     where = f"/workspaces/{access.workspace.id}/chat/{conversation_id}"
     return redirect(f"{where}?ok=conversation_saved")
 
@@ -477,15 +489,15 @@ async def _templates_page(
     db: AsyncSession,
     access: WorkspaceAccess,
     *,
-    editing: service.TemplateAccess | None = None,
+    editing: templates.TemplateAccess | None = None,
     form: dict[str, str] | None = None,
     error: HexaHubError | None = None,
 ) -> Response:
-    templates = await service.list_templates(db, access)
+    saved = await templates.list_templates(db, access)
     views = []
-    for template in templates:
+    for template in saved:
         view = _template_view(template)
-        view["can_change"] = service.TemplateAccess(access, template).can_change
+        view["can_change"] = templates.TemplateAccess(access, template).can_change
         views.append(view)
     context = workspace_context(access, "templates")
     context.update(
@@ -514,15 +526,16 @@ async def _template(
     access: WorkspaceAccess,
     template_id: str,
     need: Any = "read",
-) -> service.TemplateAccess:
-    target = await service.template_access(db, principal, template_id, need, path=request.url.path)
+) -> templates.TemplateAccess:
+    path = request.url.path
+    target = await templates.template_access(db, principal, template_id, need, path=path)
     if target.template.workspace_id != access.workspace.id:
         raise NotFound(f"no template with id {template_id}")
     return target
 
 
 TemplateName = Annotated[str, Form(max_length=500)]
-TemplateBody = Annotated[str, Form(max_length=service.MAX_TEMPLATE_BODY)]
+TemplateBody = Annotated[str, Form(max_length=templates.MAX_TEMPLATE_BODY)]
 
 
 @router.get("/workspaces/{workspace_id}/templates")
@@ -540,7 +553,7 @@ async def create_template(
     body: TemplateBody = "",
 ) -> Response:
     try:
-        await service.create_template(db, access, name=name, body=body, description=description)
+        await templates.create_template(db, access, name=name, body=body, description=description)
     except HexaHubError as exc:
         await _recover(db, access)
         form = {"name": name, "description": description, "body": body}
@@ -578,7 +591,7 @@ async def update_template(
 ) -> Response:
     target = await _template(request, db, principal, access, template_id, "change")
     try:
-        await service.update_template(db, target, name=name, body=body, description=description)
+        await templates.update_template(db, target, name=name, body=body, description=description)
     except HexaHubError as exc:
         await _recover(db, access)
         target = await _template(request, db, principal, access, template_id)
@@ -598,7 +611,7 @@ async def delete_template(
     template_id: str,
 ) -> Response:
     target = await _template(request, db, principal, access, template_id, "change")
-    await service.delete_template(db, target)
+    await templates.delete_template(db, target)
     return redirect(f"/workspaces/{access.workspace.id}/templates?ok=template_deleted")
 
 

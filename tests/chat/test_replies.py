@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hexahub.chat import service
+from hexahub.chat import replies, service
 from hexahub.chat.models import Message
 from hexahub.context import answers
 from hexahub.context.answers import Citation, Retrieved
@@ -152,7 +152,7 @@ async def _reply(client: httpx.AsyncClient, person: Person, cid: str, text: str)
         user = await db.get(User, person.user_id)
         assert user is not None
         target = await service.conversation_access(db, Principal(user, "session"), cid, "change")
-        return await service.send_message(db, gateway, target, text)
+        return await replies.send_message(db, gateway, target, text)
 
 
 async def _stored(client: httpx.AsyncClient, message_id: str) -> Message:
@@ -178,6 +178,7 @@ async def test_a_reader_that_goes_away_keeps_the_partial_text(
 
     stored = await _stored(app_client, reply.message_id)
     assert stored.status == "stopped" and stored.content == "echo: one"
+    assert stored.prompt_tokens > 0 and stored.completion_tokens > 0
 
 
 async def test_the_stop_button_ends_the_answer_and_keeps_its_text(
@@ -204,6 +205,10 @@ async def test_the_stop_button_ends_the_answer_and_keeps_its_text(
     assert rest[0]["message"]["content"] == "echo: one"
     stored = await _stored(app_client, reply.message_id)
     assert stored.status == "stopped" and stored.content == "echo: one"
+    # The model worked before the stop but sent no usage: an estimate is kept, not zero.
+    assert stored.prompt_tokens > 0
+    assert stored.completion_tokens == len("echo: one") // 4
+    assert stored.cost_usd == pytest.approx(cost(stored.prompt_tokens, stored.completion_tokens))
 
     nothing = await app_client.post(f"/api/conversations/{cid}/stop", headers=alice.headers)
     assert nothing.json() == {"stopped": False}

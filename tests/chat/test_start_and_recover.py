@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from hexahub.chat import service
+from hexahub.chat import replies, service
 from hexahub.chat.models import Conversation, Message, MessageStatus
 from hexahub.core.db import new_id, utcnow
 from hexahub.core.errors import HexaHubError
@@ -44,7 +44,7 @@ async def start(client: httpx.AsyncClient, person: Person, content: str, **optio
         access = await workspace_access(
             db, Principal(user, "session"), person.workspace_id, Role.viewer, "read"
         )
-        conversation, reply = await service.start_conversation(
+        conversation, reply = await replies.start_conversation(
             db, gateway, access, content, **options
         )
         assert conversation.title == content[:80]
@@ -201,7 +201,7 @@ async def test_answers_left_streaming_by_a_stop_are_marked_failed_at_start(
 
     # What the app's start runs: only the old streaming answer was cut off.
     async with runtime.db.sessions() as db:
-        assert await service.fail_interrupted(db) == 1
+        assert await replies.fail_interrupted(db) == 1
     async with runtime.db.sessions() as db:
         old = await db.get(Message, ids["old"])
         live = await db.get(Message, ids["live"])
@@ -212,7 +212,7 @@ async def test_answers_left_streaming_by_a_stop_are_marked_failed_at_start(
         assert old.content == "partial old"
         assert live.status == MessageStatus.streaming and live.error is None
         assert done.status == MessageStatus.complete and done.error is None
-        assert await service.fail_interrupted(db) == 0
+        assert await replies.fail_interrupted(db) == 0
 
     shown = await app_client.get(f"/api/conversations/{cid}", headers=alice.headers)
     failed = next(m for m in shown.json()["messages"] if m["id"] == ids["old"])

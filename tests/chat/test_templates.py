@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hexahub.chat import service
+from hexahub.chat import templates
 from hexahub.core.errors import ValidationFailed
 from hexahub.identity.models import Role
 from tests.chat.conftest import join
@@ -16,13 +16,13 @@ BODY = "Review {{ language }} code for {{topic}}. Again: {{language}}."
 
 
 def test_variables_and_rendering():
-    assert service.template_variables(BODY) == ["language", "topic"]
-    assert service.template_variables("no {{ }} or {{1x}} here") == []
-    text = service.render_template(BODY, {"language": "Go", "topic": "{{language}}"})
+    assert templates.template_variables(BODY) == ["language", "topic"]
+    assert templates.template_variables("no {{ }} or {{1x}} here") == []
+    text = templates.render_template(BODY, {"language": "Go", "topic": "{{language}}"})
     # A value is inserted as it is, never expanded again.
     assert text == "Review Go code for {{language}}. Again: Go."
     with pytest.raises(ValidationFailed) as missing:
-        service.render_template(BODY, {"language": "Go"})
+        templates.render_template(BODY, {"language": "Go"})
     assert "topic" in missing.value.message
 
 
