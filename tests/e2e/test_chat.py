@@ -174,14 +174,17 @@ def test_chat_streams_switches_models_uses_templates_and_exports(
             expect(composer).to_have_value("Explain DNS to a child in two sentences.")
             expect(composer).to_be_focused()
 
-            # Esc stops an answer while it is written; the text so far is kept.
+            # Esc stops an answer while it is written; the text so far is kept. A new chat,
+            # so that the small context window leaves the answer room to be long.
+            page.get_by_role("link", name="New chat").first.click()
+            page.wait_for_url(NEW_CHAT_URL)
             composer.fill("Tell a very long story about a dragon and a knight.")
             composer.press("Control+Enter")
             page.wait_for_function(
                 "() => (document.getElementById('streaming-answer') || {}).textContent?.length > 10"
             )
             page.keyboard.press("Escape")
-            stopped = page.locator(".message-assistant").nth(2)
+            stopped = page.locator(".message-assistant").first
             expect(stopped.locator(".badge")).to_have_text("stopped")
             expect(stopped.locator(".message-body")).not_to_be_empty()
             expect(page.get_by_role("button", name="Stop")).to_be_hidden()
@@ -193,13 +196,14 @@ def test_chat_streams_switches_models_uses_templates_and_exports(
             expect(search).to_be_focused()
             search.fill("zebra")
             expect(page.locator("#conversation-list")).to_contain_text("No conversation matches")
-            search.fill("dragon")  # found in a message, not in the title
+            search.fill("one sentence")  # found in a message, not in a title
             expect(page.locator("#conversation-list li")).to_have_count(1)
-            expect(page.locator("#conversation-count")).to_have_text("1 matching “dragon”")
+            expect(page.locator("#conversation-list li")).to_contain_text("about the sea")
+            expect(page.locator("#conversation-count")).to_have_text("1 matching “one sentence”")
             page.keyboard.press("Alt+KeyN")
             page.wait_for_url(NEW_CHAT_URL)
             expect(page.get_by_role("heading", name="New chat", exact=True)).to_be_visible()
-            expect(page.locator("#conversation-list li")).to_have_count(1)
+            expect(page.locator("#conversation-list li")).to_have_count(2)
 
             # The dashboard lists the conversation and the usage it made.
             page.goto(f"{base}/")
