@@ -6,8 +6,8 @@ Two passes, so full-text search works within seconds of adding a repository:
    whose hash changed: it checks them (binary, minified, generated, too large ...),
    chunks them with tree-sitter and writes each file in one store transaction. Files gone
    from the tree leave the index. No model is involved.
-2. `embed_pending` embeds the chunks that have no vector yet, in batches, keeping two
-   requests in flight so the embedding model never waits for the store.
+2. `embed_pending` embeds the chunks that have no vector yet, in batches of like lengths,
+   keeping two requests in flight so the embedding model never waits for the store.
 
 Both can be stopped at any point and run again: they start from what the store holds.
 """
@@ -161,6 +161,16 @@ async def index_tree(
     return report
 
 
+# Pending chunks are read this many batches at a time and batched by length: a batch is
+# padded to its longest text, so batches of like lengths waste less of the model's time.
+SORT_WINDOW = 8
+
+
+def _by_length(window: list[tuple[int, str]], batch_size: int) -> list[list[tuple[int, str]]]:
+    ordered = sorted(window, key=lambda item: len(item[1]))
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
 async def embed_pending(
     store: IndexStore,
     embedder: Embedder,
@@ -193,24 +203,29 @@ async def embed_pending(
         return len(batch)
 
     try:
-        while True:
-            batch = await store.pending_embeddings(repo_id, model, batch_size, after_id=after)
-            if not batch:
+        stop = False
+        while not stop:
+            window = await store.pending_embeddings(
+                repo_id, model, batch_size * SORT_WINDOW, after_id=after
+            )
+            if not window:
                 break
-            after = batch[-1][0]
-            in_flight.add(asyncio.create_task(one(batch)))
-            if len(in_flight) >= 2:
-                finished, in_flight = await asyncio.wait(
-                    in_flight, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in finished:
-                    count = task.result()
-                    embedded += count
-                    done += count
-                if progress is not None:
-                    await progress("embedding chunks", done, total)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
+            after = max(cid for cid, _ in window)
+            for batch in _by_length(window, batch_size):
+                in_flight.add(asyncio.create_task(one(batch)))
+                if len(in_flight) >= 2:
+                    finished, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in finished:
+                        count = task.result()
+                        embedded += count
+                        done += count
+                    if progress is not None:
+                        await progress("embedding chunks", done, total)
+                if deadline is not None and time.monotonic() >= deadline:
+                    stop = True  # the rest of the window stays pending for the next call
+                    break
         for count in await asyncio.gather(*in_flight):
             embedded += count
             done += count
