@@ -12,6 +12,7 @@ The repository row carries the live state and progress that the pages and the CL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import shutil
@@ -69,7 +70,24 @@ async def store_of(runtime: Runtime) -> IndexStore:
             await found.open()
             runtime.services["context.store"] = found
             runtime.closers.append(found.close)
+            if found.rebuilt:
+                await _reindex_all(runtime)
     return found
+
+
+async def _reindex_all(runtime: Runtime) -> None:
+    """After the store dropped an index of another format: queue every repository."""
+    async with runtime.db.sessions() as db:
+        repos = list((await db.execute(select(Repository))).scalars())
+        log.warning(
+            "the code index was written by another version of HexaHub and starts over; "
+            "re-indexing %d repositories",
+            len(repos),
+        )
+        for repo in repos:
+            # Conflict: already queued or running, and that run fills the new index.
+            with contextlib.suppress(Conflict):
+                await request_index(runtime, db, None, repo, actor_label="index format upgrade")
 
 
 def make_store(settings: Settings) -> IndexStore:

@@ -99,3 +99,20 @@ async def wait_for_index(
             return repo
         assert time.monotonic() < deadline, f"index did not finish in time: {repo}"
         await asyncio.sleep(0.05)
+
+
+async def mark_older_format(store: Any) -> None:
+    """Make an open index store look as if an older HexaHub had written it."""
+    import sqlean
+
+    from hexahub.context.stores import PostgresStore, SqliteStore, common
+
+    if isinstance(store, SqliteStore):
+        conn = sqlean.connect(str(store.path))
+        try:
+            conn.execute(f"PRAGMA user_version = {common.INDEX_FORMAT - 1}")
+        finally:
+            conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        await store.pool.execute("UPDATE ctx.meta SET format = $1", common.INDEX_FORMAT - 1)

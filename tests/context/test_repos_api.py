@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.context.helpers import wait_for_index, write_project
+from tests.context.helpers import mark_older_format, wait_for_index, write_project
 from tests.identity.conftest import Person, make_person
 
 
@@ -129,6 +129,33 @@ async def test_reindex_reads_only_what_changed(
         "/api/symbols", params={"name": "refund_overpayment"}, headers=alice.headers
     )
     assert [s["path"] for s in new.json()] == ["src/billing.py"]
+
+
+async def test_an_index_of_another_format_is_rebuilt_from_the_repositories(
+    app_client: httpx.AsyncClient, alice: Person, tmp_path: Path
+) -> None:
+    from hexahub.context import service
+
+    root = write_project(tmp_path / "project")
+    repo_id = str((await add_repo(app_client, alice, root))["id"])
+    before = await wait_for_index(app_client, alice.headers, repo_id)
+    runtime = app_client.app.state.runtime  # type: ignore[attr-defined]
+    store = await service.store_of(runtime)
+    await mark_older_format(store)
+    await store.close()
+    del runtime.services["context.store"]
+
+    # The next use opens the index, finds the old format, starts over and queues every
+    # repository, so search comes back without anyone asking.
+    reopened = await service.store_of(runtime)
+    assert reopened.rebuilt
+    repo = await wait_for_index(app_client, alice.headers, repo_id)
+    assert repo["state"] == "ready", repo
+    assert (repo["files"], repo["chunks"]) == (before["files"], before["chunks"])
+    found = await app_client.get(
+        "/api/search", params={"q": "user name", "mode": "text"}, headers=alice.headers
+    )
+    assert found.json()["hits"][0]["path"] == "web/session.js"
 
 
 async def test_bad_input_is_refused_and_changes_nothing(

@@ -13,6 +13,7 @@ from hexahub.context.stores.globs import compiled_glob, glob_to_regex
 from hexahub.context.types import Chunk, ParsedFile, SearchFilters, Symbol
 
 from .conftest import StoreFactory
+from .helpers import mark_older_format
 
 CLIENT_PY = """class Client:
     def __init__(self, max_redirects: int = 5):
@@ -281,6 +282,61 @@ async def test_text_search_understands_identifiers(store: IndexStore) -> None:
     # Quotes and operators in the user's words are words, not syntax.
     assert isinstance(await store.search_text('"user" OR (name* -x) NEAR:', only("r1"), 5), list)
     assert len(await store.search_text("user name", only("r1"), 1)) == 1
+
+
+async def test_the_definition_a_question_names_ranks_first(store: IndexStore) -> None:
+    # `send` says "redirect" twice; `redirect` says it once, in its name. A question about
+    # redirecting means the definition called so, not the code that uses it most.
+    source = (
+        "def send(self, request):\n"
+        "    response = self.transport(request)\n"
+        "    return self.redirect(response) if response.redirect else response\n"
+        "\n"
+        "def redirect(self, response):\n"
+        "    return self.build(response)\n"
+    )
+    lines = source.splitlines()
+    parsed = ParsedFile(
+        language="python",
+        chunks=[
+            Chunk(1, 3, "\n".join(lines[0:3]), "function", "Client.send", "net.py"),
+            Chunk(5, 6, "\n".join(lines[4:6]), "function", "Client.redirect", "net.py"),
+        ],
+    )
+    await put(store, "r1", "net.py", parsed, content=source)
+    # The rest of the repository, which never mentions redirects (BM25 weighs a word by
+    # how few chunks hold it, so a corpus of two chunks that both hold it ranks nothing).
+    for n in range(4):
+        other = f"def build_{n}(self, response):\n    return response.body[{n}]\n"
+        chunk = Chunk(1, 2, other, "function", f"Body.build_{n}", f"body{n}.py")
+        await put(store, "r1", f"body{n}.py", ParsedFile("python", [chunk]), content=other)
+
+    hits = await store.search_text("How is a redirect made?", only("r1"), 10)
+    assert [h.symbol for h in hits] == ["Client.redirect", "Client.send"]
+
+
+async def test_an_index_of_another_format_starts_over(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    await first.open()
+    assert first.rebuilt is False
+    await put(first, "r1", "src/http/client.py", client_parsed(), content=CLIENT_PY)
+    await mark_older_format(first)
+    await first.close()
+
+    second = store_factory()
+    await second.open()
+    assert second.rebuilt is True
+    assert await second.file_states("r1") == {}
+    assert await second.search_text("user name", only("r1"), 10) == []
+    await put(second, "r1", "src/http/client.py", client_parsed(), content=CLIENT_PY)
+    assert (await second.search_text("user name", only("r1"), 10))[0].symbol == (
+        "Client.getUserName"
+    )
+    # Opened again in the current format: nothing is dropped.
+    third = store_factory()
+    await third.open()
+    assert third.rebuilt is False
+    assert set(await third.file_states("r1")) == {"src/http/client.py"}
 
 
 async def test_search_filters(store: IndexStore, expects_vectors: bool) -> None:

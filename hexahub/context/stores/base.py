@@ -28,6 +28,8 @@ class StoreUnavailable(Exception):
 
 class IndexStore(Protocol):
     name: str  # "sqlite" or "postgres"
+    # Set by `open()` when it found an index in another format and dropped it.
+    rebuilt: bool
 
     @property
     def has_vectors(self) -> bool:

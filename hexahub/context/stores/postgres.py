@@ -5,7 +5,8 @@ always be rebuilt from the repositories, so it is not part of the app's migratio
 a schema of its own keeps it out of their way.
 
 Full text: a tsvector stored per chunk, `to_tsvector('english', ...)` over
-`expand_identifiers(context + text)`, with a GIN index. The 'english' configuration
+`expand_identifiers(context + text)` (weight D) and over the chunk's definition name
+(weight A, ranked `common.NAME_WEIGHT` times higher), with a GIN index. The 'english' configuration
 stems ("redirect" finds `redirects`) and drops English stop words, which ranks natural
 questions better than 'simple'; identifiers survive it because their parts are indexed
 as words of their own. A query is its `query_terms` OR-ed as phrases
@@ -30,9 +31,9 @@ from typing import Any
 
 import asyncpg
 
+from hexahub.context.stores import common
 from hexahub.context.stores.base import StoreUnavailable
 from hexahub.context.stores.globs import glob_to_regex
-from hexahub.context.tokens import expand_identifiers, query_terms
 from hexahub.context.types import (
     FileState,
     Hit,
@@ -43,6 +44,9 @@ from hexahub.context.types import (
 )
 
 _TS_CONFIG = "english"
+# ts_rank_cd's weights for labels {D, C, B, A} (each at most 1): the definition name (A)
+# counts NAME_WEIGHT times the body (D).
+_RANK_WEIGHTS = "{%g, 0, 0, 1}" % (1 / common.NAME_WEIGHT)
 # Serialises schema creation between processes opening the same database at once.
 _SCHEMA_LOCK = 0x6865_7861_6378  # "hexacx"
 _NO_VECTORS = (
@@ -52,6 +56,7 @@ _NO_VECTORS = (
 
 _SCHEMA = f"""
 CREATE SCHEMA IF NOT EXISTS ctx;
+CREATE TABLE IF NOT EXISTS ctx.meta (format integer NOT NULL);
 CREATE TABLE IF NOT EXISTS ctx.files (
     repo_id text NOT NULL,
     path text NOT NULL,
@@ -95,7 +100,8 @@ CREATE TABLE IF NOT EXISTS ctx.symbols (
 CREATE INDEX IF NOT EXISTS symbols_file ON ctx.symbols (repo_id, path);
 CREATE INDEX IF NOT EXISTS symbols_name ON ctx.symbols (lower(name) text_pattern_ops, repo_id);
 -- Kept here so that the text search configuration is recorded beside the data it built.
-COMMENT ON COLUMN ctx.chunks.tsv IS 'to_tsvector(''{_TS_CONFIG}'', expanded context + text)';
+COMMENT ON COLUMN ctx.chunks.tsv IS
+    'name (weight A) || context + text (weight D), to_tsvector(''{_TS_CONFIG}'')';
 """
 
 _VECTOR_SCHEMA = """
@@ -108,14 +114,6 @@ CREATE TABLE IF NOT EXISTS ctx.vectors (
 );
 CREATE INDEX IF NOT EXISTS vectors_model_repo ON ctx.vectors (model, repo_id);
 """
-
-_HIT_COLUMNS = (
-    "c.id, c.repo_id, c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol, c.text"
-)
-_SYMBOL_COLUMNS = (
-    "s.repo_id, s.path, s.name, s.kind, s.start_line, s.end_line, s.container, "
-    "s.signature, s.language"
-)
 
 
 def _dsn(url: str) -> str:
@@ -156,21 +154,6 @@ class _Filters:
         return sql
 
 
-def _hit(row: Any, score: float) -> Hit:
-    return Hit(
-        chunk_id=row[0],
-        repo_id=row[1],
-        path=row[2],
-        start_line=row[3],
-        end_line=row[4],
-        language=row[5],
-        kind=row[6],
-        symbol=row[7],
-        text=row[8],
-        score=score,
-    )
-
-
 class PostgresStore:
     """IndexStore on PostgreSQL (full text + pgvector when installed)."""
 
@@ -182,6 +165,7 @@ class PostgresStore:
         self._max = max_connections
         self._pool: asyncpg.Pool | None = None
         self._has_vectors = False
+        self.rebuilt = False
 
     @property
     def has_vectors(self) -> bool:
@@ -200,7 +184,10 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                self.rebuilt = await self._drop_other_format(conn)
                 await conn.execute(_SCHEMA)
+                await conn.execute("DELETE FROM ctx.meta")
+                await conn.execute("INSERT INTO ctx.meta VALUES ($1)", common.INDEX_FORMAT)
                 self._has_vectors = await self._ensure_vector_extension(conn)
                 if self._has_vectors:
                     await conn.execute(_VECTOR_SCHEMA)
@@ -208,6 +195,19 @@ class PostgresStore:
             await pool.close()
             raise
         self._pool = pool
+
+    @staticmethod
+    async def _drop_other_format(conn: asyncpg.Connection) -> bool:
+        """Drop an index written in another format (it is derived data); True if one was."""
+        if await conn.fetchval("SELECT to_regclass('ctx.chunks')") is None:
+            return False
+        found = None
+        if await conn.fetchval("SELECT to_regclass('ctx.meta')") is not None:
+            found = await conn.fetchval("SELECT max(format) FROM ctx.meta")
+        if found == common.INDEX_FORMAT:
+            return False
+        await conn.execute("DROP SCHEMA ctx CASCADE")
+        return True
 
     @staticmethod
     async def _ensure_vector_extension(conn: asyncpg.Connection) -> bool:
@@ -249,7 +249,8 @@ class PostgresStore:
     ) -> None:
         chunks = parsed.chunks if parsed is not None and skipped is None else []
         symbols = parsed.symbols if parsed is not None and skipped is None else []
-        bodies = [_clean(expand_identifiers(f"{c.context}\n{c.text}")) for c in chunks]
+        names = [_clean(common.name_text(c)) for c in chunks]
+        bodies = [_clean(common.indexed_text(c)) for c in chunks]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO ctx.files (repo_id, path, content_hash, size, language, content, "
@@ -276,10 +277,11 @@ class PostgresStore:
                 await conn.execute(
                     "INSERT INTO ctx.chunks (repo_id, path, start_line, end_line, kind, symbol, "
                     "language, text, context, tsv) "
-                    f"SELECT $1, $2, s, e, k, sym, $3, t, ctx, to_tsvector('{_TS_CONFIG}', b) "
+                    f"SELECT $1, $2, s, e, k, sym, $3, t, ctx, setweight(to_tsvector("
+                    f"'{_TS_CONFIG}', nm), 'A') || setweight(to_tsvector('{_TS_CONFIG}', b), 'D') "
                     "FROM unnest($4::int[], $5::int[], $6::text[], $7::text[], $8::text[], "
-                    "$9::text[], $10::text[]) WITH ORDINALITY AS u(s, e, k, sym, t, ctx, b, n) "
-                    "ORDER BY n",
+                    "$9::text[], $10::text[], $11::text[]) "
+                    "WITH ORDINALITY AS u(s, e, k, sym, t, ctx, nm, b, n) ORDER BY n",
                     repo_id,
                     path,
                     language,
@@ -289,6 +291,7 @@ class PostgresStore:
                     [c.symbol for c in chunks],
                     [_clean(c.text) for c in chunks],
                     [_clean(c.context) for c in chunks],
+                    names,
                     bodies,
                 )
             if symbols:
@@ -332,10 +335,9 @@ class PostgresStore:
     async def list_files(
         self, repo_id: str, *, skipped: bool | None = None, limit: int = 1000, offset: int = 0
     ) -> list[tuple[str, str, int, str | None]]:
-        condition = {None: "", True: " AND skipped IS NOT NULL", False: " AND skipped IS NULL"}
         rows = await self.pool.fetch(
             "SELECT path, language, size, skipped FROM ctx.files WHERE repo_id = $1"
-            f'{condition[skipped]} ORDER BY path COLLATE "C" LIMIT $2 OFFSET $3',
+            f'{common.SKIPPED_CONDITION[skipped]} ORDER BY path COLLATE "C" LIMIT $2 OFFSET $3',
             repo_id,
             limit,
             offset,
@@ -358,7 +360,7 @@ class PostgresStore:
             model,
             limit,
         )
-        return [(r[0], f"{r[1]}\n{r[2]}" if r[1] else r[2]) for r in rows]
+        return [(r[0], common.embed_text(r[1], r[2])) for r in rows]
 
     async def put_vectors(self, model: str, vectors: Sequence[tuple[int, Sequence[float]]]) -> None:
         if not self._has_vectors:
@@ -404,21 +406,22 @@ class PostgresStore:
     # -- search --------------------------------------------------------------------
 
     async def search_text(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
-        terms = query_terms(query)
-        if not terms or limit <= 0:
+        match = common.phrases(query, " or ")
+        if not match or limit <= 0:
             return []
-        params: list[Any] = [" or ".join(f'"{term}"' for term in terms)]
+        params: list[Any] = [match]
         where = _Filters(params).sql(filters, "c")
         params.append(limit)
         # Rank ids first, read the winners' text afterwards.
         rows = await self.pool.fetch(
-            f"SELECT {_HIT_COLUMNS}, top.rank FROM (SELECT c.id, ts_rank_cd(c.tsv, q) AS rank "
+            f"SELECT {common.HIT_COLUMNS}, top.rank FROM (SELECT c.id, "
+            f"ts_rank_cd('{_RANK_WEIGHTS}', c.tsv, q) AS rank "
             f"FROM ctx.chunks c, websearch_to_tsquery('{_TS_CONFIG}', $1) AS q "
             f"WHERE c.tsv @@ q{where} ORDER BY rank DESC, c.id LIMIT ${len(params)}) AS top "
             "JOIN ctx.chunks c ON c.id = top.id ORDER BY top.rank DESC, c.id",
             *params,
         )
-        return [_hit(r, float(r[9])) for r in rows]
+        return [common.hit(r, float(r[9])) for r in rows]
 
     async def search_vector(
         self, vector: Sequence[float], model: str, filters: SearchFilters, limit: int
@@ -431,7 +434,7 @@ class PostgresStore:
         where = _Filters(params).sql(filters, "c", repo_alias="v")
         params.append(limit)
         rows = await self.pool.fetch(
-            f"SELECT {_HIT_COLUMNS}, top.distance FROM (SELECT c.id, "
+            f"SELECT {common.HIT_COLUMNS}, top.distance FROM (SELECT c.id, "
             "v.embedding <=> $1::text::halfvec AS distance "
             "FROM ctx.vectors v JOIN ctx.chunks c ON c.id = v.chunk_id "
             f"WHERE v.model = $2 AND vector_dims(v.embedding) = $3{where} "
@@ -439,7 +442,7 @@ class PostgresStore:
             "JOIN ctx.chunks c ON c.id = top.id ORDER BY top.distance, c.id",
             *params,
         )
-        return [_hit(r, 1.0 - float(r[9])) for r in rows]
+        return [common.hit(r, 1.0 - float(r[9])) for r in rows]
 
     async def search_symbols(
         self, name: str, filters: SearchFilters, limit: int, *, kind: str | None = None
@@ -468,7 +471,7 @@ class PostgresStore:
                 if kind:
                     where += f" AND s.kind = {bind.add(kind)}"
                 rows = await conn.fetch(
-                    f"SELECT {_SYMBOL_COLUMNS} FROM ctx.symbols s WHERE {condition}{where} "
+                    f"SELECT {common.SYMBOL_COLUMNS} FROM ctx.symbols s WHERE {condition}{where} "
                     "ORDER BY length(s.name), s.name, s.repo_id, s.path, s.start_line "
                     f"LIMIT {bind.add(left)}",
                     *params,

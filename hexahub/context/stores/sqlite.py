@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 import sqlean
 import sqlite_vec
 
+from hexahub.context.stores import common
 from hexahub.context.stores.base import StoreUnavailable
 from hexahub.context.stores.globs import glob_to_regex
-from hexahub.context.tokens import expand_identifiers, query_terms
 from hexahub.context.types import (
     FileState,
     Hit,
@@ -84,7 +84,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks (repo_id, path);
 CREATE INDEX IF NOT EXISTS chunks_repo_id ON chunks (repo_id, id);
+-- `name`: the chunk's own definition name, weighted up in ranking (common.NAME_WEIGHT).
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+    name,
     body,
     content = '',
     contentless_delete = 1,
@@ -121,13 +123,14 @@ CREATE INDEX IF NOT EXISTS symbols_file ON symbols (repo_id, path);
 CREATE INDEX IF NOT EXISTS symbols_name ON symbols (lower(name), repo_id);
 """
 
-_HIT_COLUMNS = (
-    "c.id, c.repo_id, c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol, c.text"
-)
-_SYMBOL_COLUMNS = (
-    "s.repo_id, s.path, s.name, s.kind, s.start_line, s.end_line, s.container, "
-    "s.signature, s.language"
-)
+
+_DROP = """
+DROP TABLE IF EXISTS vectors;
+DROP TABLE IF EXISTS symbols;
+DROP TABLE IF EXISTS chunks_fts;
+DROP TABLE IF EXISTS chunks;
+DROP TABLE IF EXISTS files;
+"""
 
 
 @lru_cache(maxsize=256)
@@ -142,10 +145,6 @@ def _regexp(pattern: str, value: str | None) -> bool:
 
 def _pack(vector: Sequence[float]) -> bytes:
     return array("f", vector).tobytes()
-
-
-def _embed_text(context: str, text: str) -> str:
-    return f"{context}\n{text}" if context else text
 
 
 def _filter_sql(
@@ -165,21 +164,6 @@ def _filter_sql(
     return sql, params
 
 
-def _hit(row: tuple[Any, ...], score: float) -> Hit:
-    return Hit(
-        chunk_id=row[0],
-        repo_id=row[1],
-        path=row[2],
-        start_line=row[3],
-        end_line=row[4],
-        language=row[5],
-        kind=row[6],
-        symbol=row[7],
-        text=row[8],
-        score=score,
-    )
-
-
 class SqliteStore:
     """IndexStore on one SQLite file (FTS5 + sqlite-vec)."""
 
@@ -194,6 +178,7 @@ class SqliteStore:
         self._all_conns: list[Any] = []
         self._conns_lock = threading.Lock()
         self._has_vectors = False
+        self.rebuilt = False
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -230,7 +215,15 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(_SCHEMA)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != common.INDEX_FORMAT:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone()
+            if found:
+                # An index written by another version: start over, it is derived data.
+                conn.executescript(_DROP)
+                self.rebuilt = True
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {common.INDEX_FORMAT}")
         self._write_conn = conn
 
     async def open(self) -> None:
@@ -318,7 +311,7 @@ class SqliteStore:
         chunks = parsed.chunks if parsed is not None and skipped is None else []
         symbols = parsed.symbols if parsed is not None and skipped is None else []
         # Tokenise before the transaction, to keep the write lock short.
-        bodies = [expand_identifiers(f"{c.context}\n{c.text}") for c in chunks]
+        entries = [(common.name_text(c), common.indexed_text(c)) for c in chunks]
 
         def run(conn: Any) -> None:
             conn.execute(
@@ -331,7 +324,7 @@ class SqliteStore:
             )
             conn.execute("DELETE FROM chunks WHERE repo_id = ? AND path = ?", (repo_id, path))
             conn.execute("DELETE FROM symbols WHERE repo_id = ? AND path = ?", (repo_id, path))
-            for chunk, body in zip(chunks, bodies, strict=True):
+            for chunk, (name, body) in zip(chunks, entries, strict=True):
                 cursor = conn.execute(
                     "INSERT INTO chunks (repo_id, path, start_line, end_line, kind, symbol, "
                     "language, text, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -348,8 +341,8 @@ class SqliteStore:
                     ),
                 )
                 conn.execute(
-                    "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
-                    (cursor.lastrowid, body),
+                    "INSERT INTO chunks_fts (rowid, name, body) VALUES (?, ?, ?)",
+                    (cursor.lastrowid, name, body),
                 )
             conn.executemany(
                 "INSERT INTO symbols (repo_id, path, name, kind, start_line, end_line, "
@@ -403,12 +396,10 @@ class SqliteStore:
     async def list_files(
         self, repo_id: str, *, skipped: bool | None = None, limit: int = 1000, offset: int = 0
     ) -> list[tuple[str, str, int, str | None]]:
-        condition = {None: "", True: " AND skipped IS NOT NULL", False: " AND skipped IS NULL"}
-
         def run(conn: Any) -> list[tuple[str, str, int, str | None]]:
             rows = conn.execute(
                 "SELECT path, language, size, skipped FROM files WHERE repo_id = ?"
-                f"{condition[skipped]} ORDER BY path LIMIT ? OFFSET ?",
+                f"{common.SKIPPED_CONDITION[skipped]} ORDER BY path LIMIT ? OFFSET ?",
                 (repo_id, limit, offset),
             )
             return [(p, lang, size, why) for p, lang, size, why in rows]
@@ -427,7 +418,7 @@ class SqliteStore:
                 "AND v.model = ?) ORDER BY c.id LIMIT ?",
                 (repo_id, after_id, model, limit),
             )
-            return [(i, _embed_text(context, text)) for i, context, text in rows]
+            return [(i, common.embed_text(context, text)) for i, context, text in rows]
 
         return await self._read(run)
 
@@ -478,10 +469,9 @@ class SqliteStore:
     # -- search --------------------------------------------------------------------
 
     async def search_text(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
-        terms = query_terms(query)
-        if not terms or limit <= 0:
+        match = common.phrases(query, " OR ")
+        if not match or limit <= 0:
             return []
-        match = " OR ".join(f'"{term}"' for term in terms)
         where, params = _filter_sql(filters, "c")
 
         def run(conn: Any) -> list[Hit]:
@@ -489,13 +479,14 @@ class SqliteStore:
             # with its text costs more than the ranking. CROSS JOIN keeps the full-text
             # match as the outer loop, each match's chunk looked up by id for the filters.
             rows = conn.execute(
-                f"SELECT {_HIT_COLUMNS}, top.rank FROM (SELECT f.rowid AS id, "
-                "bm25(chunks_fts) AS rank FROM chunks_fts AS f CROSS JOIN chunks c "
+                f"SELECT {common.HIT_COLUMNS}, top.rank FROM (SELECT f.rowid AS id, "
+                f"bm25(chunks_fts, {common.NAME_WEIGHT}, 1.0) AS rank "
+                "FROM chunks_fts AS f CROSS JOIN chunks c "
                 f"ON c.id = f.rowid WHERE chunks_fts MATCH ?{where} ORDER BY rank, c.id "
                 "LIMIT ?) AS top JOIN chunks c ON c.id = top.id ORDER BY top.rank, c.id",
                 (match, *params, limit),
             ).fetchall()
-            return [_hit(row, -row[9]) for row in rows]
+            return [common.hit(row, -row[9]) for row in rows]
 
         return await self._read(run)
 
@@ -519,14 +510,14 @@ class SqliteStore:
 
         def run(conn: Any) -> list[Hit]:
             rows = conn.execute(
-                f"SELECT {_HIT_COLUMNS}, top.distance FROM (SELECT v.chunk_id AS id, "
+                f"SELECT {common.HIT_COLUMNS}, top.distance FROM (SELECT v.chunk_id AS id, "
                 "vec_distance_cosine(v.embedding, ?) AS distance FROM vectors v"
                 f"{join} WHERE v.model = ? AND v.dimensions = ?{where} "
                 "ORDER BY distance, v.chunk_id LIMIT ?) AS top "
                 "JOIN chunks c ON c.id = top.id ORDER BY top.distance, c.id",
                 (blob, model, len(vector), *params, limit),
             ).fetchall()
-            return [_hit(row, 1.0 - row[9]) for row in rows]
+            return [common.hit(row, 1.0 - row[9]) for row in rows]
 
         return await self._read(run)
 
@@ -560,7 +551,7 @@ class SqliteStore:
                 if left <= 0:
                     break
                 rows = conn.execute(
-                    f"SELECT {_SYMBOL_COLUMNS} FROM symbols s {condition}{where} "
+                    f"SELECT {common.SYMBOL_COLUMNS} FROM symbols s {condition}{where} "
                     "ORDER BY length(s.name), s.name, s.repo_id, s.path, s.start_line LIMIT ?",
                     (*values, *params, left),
                 )
