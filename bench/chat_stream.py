@@ -203,7 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--context-size", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=0, help="0: half the logical CPUs")
+    parser.add_argument("--threads", type=int, default=0, help="0: one per physical core")
     parser.add_argument("--time-limit", type=float, default=900, help="seconds for the runs")
     args = parser.parse_args()
     if not shipped.chat_available():

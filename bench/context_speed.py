@@ -31,7 +31,7 @@ them Python, with some text, data and compiled extension modules among them.
         [--queries 200] [--batch-size 64] [--threads 0]
 
 `--threads 0` is what HexaHub does by default (HEXAHUB_LOCAL_THREADS: one per physical
-core, counted as half the logical CPUs). Prints Markdown tables; paste them into
+core). Prints Markdown tables; paste them into
 bench/README.md with the machine and the commit.
 """
 

@@ -325,7 +325,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--context-size", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=0, help="0: half the logical CPUs")
+    parser.add_argument("--threads", type=int, default=0, help="0: one per physical core")
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--time-limit", type=float, default=900, help="seconds for chat runs")
     args = parser.parse_args()

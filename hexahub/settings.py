@@ -323,8 +323,9 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=1024,
-        description="CPU threads per local model. 0: one per physical core (half the logical "
-        "CPUs), as llama.cpp advises.",
+        description="CPU threads per local model. 0: one per physical core this process may "
+        "use (hyperthreads counted once, a container's CPU quota respected), as llama.cpp "
+        "advises.",
     )
     local_gpu_layers: int = Field(
         0,

@@ -72,7 +72,7 @@ class LocalOptions:
 
     models_dir: Path
     context_size: int = 2048
-    threads: int = 0  # 0: one per physical core (half the logical CPUs), as llama.cpp advises
+    threads: int = 0  # 0: one per physical core (physical_cores), as llama.cpp advises
     gpu_layers: int = 0
     queue_size: int = 64
     idle_unload_seconds: float = 600.0
@@ -112,9 +112,43 @@ class LocalOptions:
 
 
 def resolved_threads(threads: int) -> int:
+    """The threads a local model runs on: `threads`, or with 0 one per physical core."""
     if threads > 0:
         return threads
-    return max(1, (os.cpu_count() or 2) // 2)
+    return physical_cores()
+
+
+def physical_cores(sys_root: Path = Path("/sys"), cpus: set[int] | None = None) -> int:
+    """The physical cores this process may run on: the distinct (package, core) pairs of
+    the CPUs in its affinity mask, capped by a cgroup CPU quota (a container's `--cpus`).
+    Hyperthreads of one core share its arithmetic units, so inference gains nothing from
+    both; where the topology cannot be read, half the logical CPUs."""
+    if cpus is None:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        cpus = cpus or set(range(os.cpu_count() or 2))
+    cores: set[tuple[str, str]] = set()
+    try:
+        for cpu in cpus:
+            topology = sys_root / "devices" / "system" / "cpu" / f"cpu{cpu}" / "topology"
+            package = (topology / "physical_package_id").read_text().strip()
+            cores.add((package, (topology / "core_id").read_text().strip()))
+        count = len(cores)
+    except OSError:
+        count = len(cpus) // 2
+    quota = _cgroup_cpu_quota(sys_root)
+    if quota is not None:
+        count = min(count, quota)
+    return max(1, count)
+
+
+def _cgroup_cpu_quota(sys_root: Path) -> int | None:
+    """Whole CPUs allowed by the cgroup v2 quota (`cpu.max`, e.g. "200000 100000" → 2,
+    rounded up), or None without one."""
+    try:
+        quota, period = (sys_root / "fs" / "cgroup" / "cpu.max").read_text().split()[:2]
+        return -(-int(quota) // int(period))
+    except (OSError, ValueError):
+        return None  # no cgroup v2 file, or "max": no quota
 
 
 @dataclass(frozen=True)
