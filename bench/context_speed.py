@@ -56,7 +56,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.context_retrieval import OFFLINE, first_sentence  # noqa: E402
+from bench.context_retrieval import (  # noqa: E402
+    OFFLINE,
+    SentenceTransformerEmbedder,
+    first_sentence,
+)
 from bench.local_inference import commit, machine  # noqa: E402
 
 REPO_ID = "stdlib"
@@ -155,18 +159,6 @@ async def gateway_embedder(data_dir: Path, threads: int, batch_size: int) -> Gat
     embedder = GatewayEmbedder(gateway, settings.context_embedding_model, workspace_id=None)
     await embedder.embed(["warm up: load the model"])
     return Gatewayed(embedder, runtime, resolved_threads(threads), embedder.model)
-
-
-def load_model(threads: int) -> Any:
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from hexahub.localmodels import shipped
-
-    torch.set_num_threads(threads)
-    return SentenceTransformer(
-        str(shipped.require_default_embedding_dir()), device="cpu", local_files_only=True
-    )
 
 
 def raw_speed(model: Any, texts: Sequence[str], batch_size: int) -> tuple[float, Any]:
@@ -386,7 +378,7 @@ async def run(args: argparse.Namespace) -> None:
             first = await store.pending_embeddings(REPO_ID, model, args.embed_chunks)
             texts = [text for _, text in first]
             threads = gatewayed.threads
-            st = await asyncio.to_thread(load_model, threads)
+            st = (await asyncio.to_thread(SentenceTransformerEmbedder, threads)).st
             raw, vectors = await asyncio.to_thread(raw_speed, st, texts, args.batch_size)
             bounded = FirstPending(store, first[-1][0], len(first))
             embed_progress = ProgressLog()

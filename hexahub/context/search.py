@@ -40,10 +40,9 @@ def fuse(
     weights: Sequence[float] | None = None,
     k: int = RRF_K,
 ) -> list[Hit]:
-    """Weighted reciprocal-rank fusion of ranked lists (best first), `limit` best."""
+    """Weighted reciprocal-rank fusion of ranked lists (best first), `limit` best; one
+    weight per list (all 1 by default)."""
     weights = weights or [1.0] * len(lists)
-    if len(weights) != len(lists):
-        raise ValueError("fuse needs one weight per list")
     scores: dict[int, float] = {}
     first: dict[int, Hit] = {}
     for hits, weight in zip(lists, weights, strict=True):

@@ -127,8 +127,13 @@ def delta_text(chunk: JSON) -> str:
     return "".join(pieces)
 
 
-def estimate_tokens(body: JSON) -> int:
+def estimate_text_tokens(characters: int) -> int:
     """A provider-neutral estimate: about four characters of text per token."""
+    return max(1, characters // 4)
+
+
+def estimate_tokens(body: JSON) -> int:
+    """The estimated prompt tokens of a request's system, messages and tools."""
     parts: list[str] = []
 
     def walk(value: Any) -> None:
@@ -145,7 +150,7 @@ def estimate_tokens(body: JSON) -> int:
     walk(body.get("system"))
     walk(body.get("messages"))
     walk(body.get("tools"))
-    return max(1, sum(len(p) for p in parts) // 4)
+    return estimate_text_tokens(sum(len(p) for p in parts))
 
 
 @dataclass
@@ -188,7 +193,7 @@ class StreamTally:
         if self.usage_seen or not self.pieces:
             return
         self.prompt_tokens = estimate_tokens(body)
-        self.completion_tokens = max(1, len(self.text) // 4)
+        self.completion_tokens = estimate_text_tokens(len(self.text))
 
 
 def cache_key(endpoint: str, body: JSON) -> str:
