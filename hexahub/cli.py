@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import platform
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -20,7 +21,13 @@ from hexahub import __version__
 from hexahub.context.cli import repo_app, search_command
 from hexahub.gateway.cli import models_app, usage_command
 from hexahub.identity.cli import key_app, user_app
-from hexahub.settings import ConfigFileError, Settings, get_settings, redact_url
+from hexahub.settings import (
+    ENV_PREFIX,
+    ConfigFileError,
+    Settings,
+    get_settings,
+    redact_url,
+)
 from hexahub.vault.cli import secret_app, vault_app
 
 app = typer.Typer(
@@ -113,23 +120,42 @@ def serve(
     import uvicorn
 
     settings = load_settings()
+    if host or port:
+        settings = _bind_to(host or settings.host, port or settings.port)
     _configure_logging(settings)
     if migrate_first:
         _migrate(settings)
-    bind_host, bind_port = host or settings.host, port or settings.port
-    console.print(f"HexaHub {__version__} on http://{bind_host}:{bind_port}")
+    console.print(f"HexaHub {__version__} on http://{settings.host}:{settings.port}")
     uvicorn.run(
         "hexahub.app:create_app",
         factory=True,
-        host=bind_host,
-        port=bind_port,
+        host=settings.host,
+        port=settings.port,
         workers=workers or settings.workers,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         log_config=None,
-        proxy_headers=True,
         server_header=False,
+        **proxy_options(settings),
     )
+
+
+def _bind_to(host: str, port: int) -> Settings:
+    """Settings with `--host`/`--port` applied. uvicorn builds the app (in every worker
+    process) from the environment's settings, so the flags go there too: the links the
+    app prints (the first-admin setup link, the SSO callback) then name the real port."""
+    os.environ[f"{ENV_PREFIX}HOST"] = host
+    os.environ[f"{ENV_PREFIX}PORT"] = str(port)
+    get_settings.cache_clear()
+    return load_settings()
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's reverse-proxy options. uvicorn by default believes X-Forwarded-For from
+    127.0.0.1, so any local process could pose as any client and dodge the per-IP limits;
+    here only the proxies in HEXAHUB_FORWARDED_ALLOW_IPS are believed, and none by default."""
+    trusted = settings.forwarded_allow_ips
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
 
 
 @app.command()

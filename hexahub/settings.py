@@ -9,6 +9,7 @@ docs/configuration.md lists each one; tests/core/test_settings.py checks that li
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from hexahub.core.files import private_directory
 
 ENV_PREFIX = "HEXAHUB_"
 
@@ -170,6 +173,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed to call the API from a browser (comma separated in env).",
     )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies trusted to say who the client is: IPs or CIDR ranges "
+        "(comma separated in env), or `*` for any peer. Only requests from these addresses "
+        "have their X-Forwarded-For and X-Forwarded-Proto headers believed; the client IP "
+        "they give is what rate limits, sign-in lockouts and the audit log use. Empty: no "
+        "forwarded header is believed (see docs/operations.md).",
+    )
 
     # --- logging and metrics
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -202,7 +213,10 @@ class Settings(BaseSettings):
         30.0, ge=0, description="How often providers are health-checked (0: never)."
     )
     gateway_default_max_tokens: int = Field(
-        4096, ge=1, description="max_tokens sent to providers that require one (Anthropic)."
+        4096,
+        ge=1,
+        description="max_tokens sent to providers that require one (Anthropic) when a request "
+        "has none; also what such a request reserves against its key's budget and token rate.",
     )
     gateway_cache_ttl_seconds: int = Field(
         3600, ge=1, description="Lifetime of an exact-match cached response."
@@ -393,13 +407,30 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Longest a git clone or fetch may take."
     )
 
-    @field_validator("cors_origins", "context_local_roots", mode="before")
+    @field_validator("cors_origins", "forwarded_allow_ips", "context_local_roots", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: list[str]) -> list[str]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("HEXAHUB_FORWARDED_ALLOW_IPS: `*` trusts every peer; give it alone")
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(
+                    f"HEXAHUB_FORWARDED_ALLOW_IPS: {entry!r} is not an IP address or CIDR "
+                    "range (e.g. 10.0.0.5 or 172.16.0.0/12)"
+                ) from None
         return value
 
     @field_validator("database_url")
@@ -551,7 +582,7 @@ def _create_secret_key(key_file: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(secrets.token_urlsafe(48))
 
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(key_file.parent)
     draft = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         write_new(draft)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from hexahub.core.files import prepare_sqlite_file, private_directory
 from hexahub.settings import Settings
 
 NAMING_CONVENTION = {
@@ -91,17 +92,27 @@ def install_sqlite_pragmas(engine: Engine) -> None:
     event.listen(engine, "connect", _sqlite_pragmas)
 
 
-def ensure_sqlite_directory(url: str) -> None:
-    """Create the folder a SQLite file will live in (a fresh data directory)."""
-    if url.startswith("sqlite"):
-        database = url.split("///", 1)[-1]
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def prepare_sqlite(url: str) -> None:
+    """Before SQLite first opens a database file: its folder and the file itself, private
+    to this user (0700 and 0600, see hexahub.core.files)."""
+    path = sqlite_path(url)
+    if path is not None:
+        prepare_sqlite_file(path)
 
 
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
-        ensure_sqlite_directory(url)
+        prepare_sqlite(url)
         engine = create_async_engine(url, echo=echo)
         install_sqlite_pragmas(engine.sync_engine)
         return engine
@@ -115,6 +126,9 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
+        # The data directory holds keys as well as databases: private whatever the backend.
+        if settings.is_sqlite or settings.data_dir.is_dir():
+            private_directory(settings.data_dir)
         self.engine = make_engine(
             self.url, pool_size=settings.database_pool_size, echo=settings.database_echo
         )

@@ -14,7 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("hexahub.errors")
 
@@ -93,6 +96,22 @@ _STATUS_CODES = {
 }
 
 
+class ErrorInfo(BaseModel):
+    code: str = Field(description="A stable, machine-readable name, e.g. `not_found`")
+    message: str = Field(description="What went wrong and, where it helps, what to do")
+    details: Any = Field(
+        None,
+        description="More about the error where there is more to say; for validation "
+        "errors a list of `{field, problem}`",
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answered outside `/v1`."""
+
+    error: ErrorInfo
+
+
 INTERNAL_ERROR_MESSAGE = "internal error; the server log has the details under this request's id"
 
 
@@ -129,13 +148,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route matches {request.method} {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-    return JSONResponse(
-        error_body(code, message),
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+        # No route lists methods for a mounted static directory, which serves GET and HEAD.
+        headers["Allow"] = ", ".join(allowed_methods(request)) or "GET, HEAD"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path. The router's own `Allow`
+    names only the methods of the first route whose path matched, while GET and POST of
+    one path are usually two routes."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

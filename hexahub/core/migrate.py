@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hexahub.core.db import ensure_sqlite_directory
+from hexahub.core.db import prepare_sqlite
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations. Runs its own event loop: call it from sync code or a thread."""
-    ensure_sqlite_directory(url)
+    prepare_sqlite(url)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from hexahub.core.shared import InProcessState, RedisState, SharedState, make_shared_state
+from hexahub.core.shared import Claim, InProcessState, RedisState, SharedState, make_shared_state
 from tests.conftest import REDIS_SKIP, REDIS_URL
 
 
@@ -164,6 +164,48 @@ async def test_concurrent_increments_are_exact(backend: Backend) -> None:
     assert await state.get("concurrent") == b"200"
 
 
+async def test_reserve_adds_to_every_counter_while_each_is_under_its_limit(
+    backend: Backend,
+) -> None:
+    state = backend.state
+    claims = [Claim("tokens", 30, limit=50, ttl_seconds=0.3), Claim("spend", 7, limit=None)]
+    assert await state.reserve(claims) is None
+    assert (await state.get("tokens"), await state.get("spend")) == (b"30", b"7")
+    # 30 is under 50: granted, and the counter may end past the limit.
+    assert await state.reserve(claims) is None
+    assert (await state.get("tokens"), await state.get("spend")) == (b"60", b"14")
+    # Now at or over it: refused, naming the claim, and nothing is added anywhere.
+    assert await state.reserve(claims) == 0
+    assert (await state.get("tokens"), await state.get("spend")) == (b"60", b"14")
+    # A release is a plain negative increment; the expiry set at creation is kept.
+    assert await state.incr("tokens", -30) == 30
+    await backend.assert_expires_after("tokens", 0.3)
+    await backend.assert_no_expiry("spend")
+
+
+async def test_reserve_is_all_or_nothing(backend: Backend) -> None:
+    state = backend.state
+    await state.incr("monthly", 100)
+    claims = [Claim("daily", 5, limit=10), Claim("monthly", 5, limit=100)]
+    assert await state.reserve(claims) == 1
+    assert await state.get("daily") is None
+    assert await state.reserve([Claim("daily", 5, limit=0)]) == 0  # a zero limit refuses
+    assert await state.reserve([]) is None
+
+
+async def test_concurrent_reservations_stop_at_the_limit(backend: Backend) -> None:
+    state = backend.state
+    amount, limit, callers = 3, 100, 200
+    results = await asyncio.gather(
+        *(state.reserve([Claim("burst", amount, limit=limit)]) for _ in range(callers))
+    )
+    granted = results.count(None)
+    # Granted while the counter was under the limit: the limit plus at most one amount.
+    assert granted == -(-limit // amount)
+    assert results.count(0) == callers - granted
+    assert await state.get("burst") == str(granted * amount).encode()
+
+
 async def test_ping(backend: Backend) -> None:
     await backend.state.ping()
 
@@ -191,6 +233,25 @@ async def test_redis_counters_are_shared_between_replicas() -> None:
         assert await elsewhere.get("requests") is None
     finally:
         for state in (replica_a, replica_b, elsewhere):
+            await state.close()
+        await _delete_prefix(prefix)
+
+
+async def test_redis_reservations_hold_across_replicas() -> None:
+    if not REDIS_URL:
+        pytest.skip(REDIS_SKIP)
+    prefix = _test_prefix()
+    replicas = [RedisState(REDIS_URL, prefix=prefix) for _ in range(3)]
+    amount, limit = 7, 250
+    try:
+        results = await asyncio.gather(
+            *(replica.reserve([Claim("budget", amount, limit=limit)]) for replica in replicas * 40)
+        )
+        granted = results.count(None)
+        assert granted == -(-limit // amount)
+        assert await replicas[0].get("budget") == str(granted * amount).encode()
+    finally:
+        for state in replicas:
             await state.close()
         await _delete_prefix(prefix)
 

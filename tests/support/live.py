@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from hexahub.app import create_app
+from hexahub.cli import proxy_options
 from hexahub.settings import Settings
 
 
@@ -27,7 +28,11 @@ def live_hexahub(settings: Settings, *, start_timeout: float = 30.0) -> Iterator
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), log_config=None, log_level="warning", timeout_graceful_shutdown=5
+            create_app(settings),
+            log_config=None,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            **proxy_options(settings),  # trust forwarded headers as `hexahub serve` does
         )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
