@@ -1,18 +1,24 @@
 """Workspace context on gateway requests: `X-HexaHub-Context` or a `+context` model suffix.
 
-The /v1 routes call `wanted()` and, when context is asked for, `add_to_openai()` on the
-request in OpenAI format (/v1/messages after its translation) before it goes to the
-router.
+`register()` adds a `ContextEnricher` to the gateway when the app starts (the gateway is
+the lower layer and never imports this; hexahub.gateway.enrich). For each /v1 chat
+request the gateway asks it what the request wants (`wanted()`) and, when context is asked
+for, runs `add_to_openai()` on the request in OpenAI format (/v1/messages after its
+translation) before it goes to the router. The query's embedding is part of that request:
+its tokens and cost go on the request's usage record.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from hexahub.context import answers
 from hexahub.core.errors import ValidationFailed
 from hexahub.core.runtime import Runtime
+from hexahub.gateway.engine import CallContext, Gateway
+from hexahub.gateway.enrich import Enrichment
 
 HEADER = "x-hexahub-context"
 SUFFIX = "+context"
@@ -85,3 +91,26 @@ async def add_to_openai(
     if retrieved.prompt:
         body["messages"] = answers.messages_with_context(retrieved, body["messages"])
     return retrieved
+
+
+class ContextEnricher:
+    """The gateway's request enricher for workspace code context."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def asked(self, headers: Mapping[str, str], body: dict[str, Any]) -> Enrichment | None:
+        repos = wanted(headers.get(HEADER), body)
+        if repos is None:
+            return None
+
+        async def add(ctx: CallContext, canonical: dict[str, Any]) -> dict[str, str]:
+            retrieved = await add_to_openai(self.runtime, ctx.workspace_id, repos, canonical)
+            return citations_header(retrieved)
+
+        return add
+
+
+def register(gateway: Gateway) -> None:
+    """Offer workspace context on the gateway's chat requests (at app start)."""
+    gateway.add_enricher(ContextEnricher(gateway.runtime))

@@ -3,15 +3,16 @@ workspace policies, usage and request traces."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 
+from hexahub.core.bodies import JsonBody
 from hexahub.core.deps import DbSession
 from hexahub.core.errors import NotFound, ValidationFailed
+from hexahub.core.timestamps import Timestamp
 from hexahub.gateway import service, usage
 from hexahub.gateway.config import ModelSpec, ProviderSpec
 from hexahub.gateway.engine import Gateway
@@ -37,33 +38,43 @@ router = APIRouter(
 )
 
 
-class ProviderCreate(ProviderSpec):
-    model_config = ConfigDict(extra="forbid")
+class ProviderCreate(JsonBody, ProviderSpec):
+    model_config = ConfigDict(
+        # Every kind but the in-process `local` one needs its URL (service.create_provider).
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"kind": {"const": "local"}}},
+                {"required": ["base_url"], "properties": {"base_url": {"minLength": 1}}},
+            ]
+        }
+    )
 
 
-class ModelCreate(ModelSpec):
-    model_config = ConfigDict(extra="forbid")
+class ModelCreate(JsonBody, ModelSpec):
+    pass
 
 
-class Prices(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Prices(JsonBody):
     input_price: float = Field(ge=0, le=10_000, description="USD per million input tokens")
     output_price: float = Field(ge=0, le=10_000, description="USD per million output tokens")
 
 
-class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Policy(JsonBody):
     local_only: bool | None = None
     trace_bodies: bool | None = None
 
 
-class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Limits(JsonBody):
     rpm: int | None = Field(default=None, ge=1, le=1_000_000)
     tpm: int | None = Field(default=None, ge=1, le=1_000_000_000)
     daily_budget_usd: float | None = Field(default=None, ge=0, le=1_000_000)
     monthly_budget_usd: float | None = Field(default=None, ge=0, le=10_000_000)
     cache: bool = False
+
+
+FROM_MODELS_FILE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "It is declared in the models file; change it there"}
+}
 
 
 def _gateway(request: Request) -> Gateway:
@@ -79,7 +90,12 @@ async def list_providers(principal: InstanceAdminReader, db: DbSession) -> list[
     return [service.provider_dict(p) for p in await service.list_providers(db)]
 
 
-@router.post("/gateway/providers", summary="Add a provider", status_code=201)
+@router.post(
+    "/gateway/providers",
+    summary="Add a provider",
+    status_code=201,
+    responses={409: {"description": "A provider of that name exists already"}},
+)
 async def create_provider(
     body: ProviderCreate, request: Request, principal: InstanceAdmin, db: DbSession
 ) -> dict[str, Any]:
@@ -99,7 +115,12 @@ async def create_provider(
     return shown
 
 
-@router.delete("/gateway/providers/{provider_id}", summary="Remove a provider", status_code=204)
+@router.delete(
+    "/gateway/providers/{provider_id}",
+    summary="Remove a provider",
+    status_code=204,
+    responses=FROM_MODELS_FILE,
+)
 async def delete_provider(
     provider_id: str, request: Request, principal: InstanceAdmin, db: DbSession
 ) -> Response:
@@ -124,7 +145,12 @@ async def list_models(principal: InstanceAdminReader, db: DbSession) -> list[dic
     return [service.model_dict(r, d) for r, d in await service.list_models(db)]
 
 
-@router.post("/gateway/models", summary="Add a model name with its deployments", status_code=201)
+@router.post(
+    "/gateway/models",
+    summary="Add a model name with its deployments",
+    status_code=201,
+    responses={409: {"description": "A model of that name exists already"}},
+)
 async def create_model(
     body: ModelCreate, request: Request, principal: InstanceAdmin, db: DbSession
 ) -> dict[str, Any]:
@@ -143,7 +169,12 @@ async def create_model(
     return service.model_dict(*found[0])
 
 
-@router.delete("/gateway/models/{model_id}", summary="Remove a model name", status_code=204)
+@router.delete(
+    "/gateway/models/{model_id}",
+    summary="Remove a model name",
+    status_code=204,
+    responses=FROM_MODELS_FILE,
+)
 async def delete_model(
     model_id: str, request: Request, principal: InstanceAdmin, db: DbSession
 ) -> Response:
@@ -284,8 +315,8 @@ async def workspace_usage(
     access: WorkspaceReader,
     db: DbSession,
     request: Request,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query(description="Default: 30 days ago")] = None,
+    until: Annotated[Timestamp | None, Query()] = None,
     group_by: GroupBy = "model",
     bucket: Annotated[Literal["hour", "day"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:

@@ -18,30 +18,73 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hexahub.context import inject
 from hexahub.core.errors import Forbidden
+from hexahub.core.openapi import SSE_EVENT, json_body
 from hexahub.gateway import callers, validate
 from hexahub.gateway.callers import Caller
-from hexahub.gateway.engine import (
-    CallContext,
-    Gateway,
-    StreamResult,
-    StreamTally,
-    estimate_tokens,
-)
+from hexahub.gateway.engine import CallContext, Gateway, StreamResult, StreamTally
 from hexahub.gateway.errors import AnthropicRoute, OpenAIRoute, anthropic_error, openai_error
 from hexahub.gateway.providers.base import JSON, UpstreamError
+from hexahub.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    CountTokensRequest,
+    EmbeddingsRequest,
+    MessagesRequest,
+)
+from hexahub.gateway.tokens import estimate_tokens
 from hexahub.gateway.translate import anthropic as translate
 from hexahub.identity import keys
-from hexahub.identity.authz import admit, bearer_credential, client_ip, require_user
+from hexahub.identity.authz import (
+    admit,
+    bearer_credential,
+    client_ip,
+    credentials,
+    require_user,
+)
 
 log = logging.getLogger("hexahub.gateway.api")
 
+# What any /v1 route may answer besides its result, in each API's own error shape
+# (hexahub.gateway.errors); model calls may answer MODEL_CALL_ERRORS too, among them a
+# provider's own refusal, passed on with its status.
+CALLER_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No API key or access token, or one that is not valid"},
+    403: {"description": "The caller may not use the gateway, or no workspace to count in"},
+    404: {"description": "No workspace as named in X-HexaHub-Workspace"},
+    429: {"description": "A rate limit or budget was reached; see Retry-After"},
+}
+MODEL_CALL_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "The request is not valid (`param` names the field), or the "
+        "provider refused it"
+    },
+    403: {"description": "The caller may not use this model (e.g. a local-only workspace)"},
+    404: {"description": "No such model (the message lists those there are)"},
+    413: {"description": "The request body is larger than the configured limit"},
+    502: {"description": "The provider failed or answered something unusable"},
+    503: {"description": "No deployment of the model can take the request now"},
+    504: {"description": "The provider did not answer in time"},
+}
+STREAMED: dict[int | str, dict[str, Any]] = {
+    **MODEL_CALL_ERRORS,
+    200: {
+        "description": "The result (JSON), or its events (`stream: true`)",
+        "content": {"application/json": {}, "text/event-stream": {"schema": SSE_EVENT}},
+    },
+}
+
 openai_router = APIRouter(
-    prefix="/v1", tags=["gateway (OpenAI-compatible)"], route_class=OpenAIRoute
+    prefix="/v1",
+    tags=["gateway (OpenAI-compatible)"],
+    route_class=OpenAIRoute,
+    responses=CALLER_ERRORS,
 )
 anthropic_router = APIRouter(
-    prefix="/v1", tags=["gateway (Anthropic-compatible)"], route_class=AnthropicRoute
+    prefix="/v1",
+    tags=["gateway (Anthropic-compatible)"],
+    route_class=AnthropicRoute,
+    responses=CALLER_ERRORS,
 )
 require_gateway_caller = require_user("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -52,15 +95,9 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        raise validate.InvalidRequest("the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise validate.InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    return validate.require_object(body)
+async def read_json(request: Request, style: validate.Style = "openai") -> dict[str, Any]:
+    """The request's JSON object; fields named in `style`'s way when it is refused."""
+    return validate.parse_body(await request.body(), style=style)
 
 
 async def caller_of(request: Request, gateway: Gateway) -> Caller:
@@ -81,7 +118,7 @@ async def caller_of(request: Request, gateway: Gateway) -> Caller:
         return await callers.resolve(db, principal, wanted)
 
 
-async def call_context(request: Request) -> CallContext:
+async def call_context(request: Request, _: None = Depends(credentials)) -> CallContext:
     gateway = gateway_of(request)
     caller = await caller_of(request, gateway)
     limits = caller.limits
@@ -112,14 +149,19 @@ def _headers(
 # --- OpenAI-compatible -----------------------------------------------------------------
 
 
-@openai_router.post("/chat/completions", summary="Create a chat completion (OpenAI format)")
+@openai_router.post(
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI format)",
+    openapi_extra=json_body(ChatCompletionRequest),
+    responses=STREAMED,
+)
 async def chat_completions(request: Request, ctx: CallContext = Context) -> Response:
     body = await read_json(request)
     gateway = gateway_of(request)
-    repos = inject.wanted(request.headers.get(inject.HEADER), body)
+    asked = gateway.enrichments(request.headers, body)
     validate.chat_request(body)
-    cited = await _add_context(gateway, ctx, repos, body)
     model = body["model"]
+    cited = await gateway.enrich(ctx, model, asked, body)
     if body.get("stream"):
         result = await gateway.stream(ctx, "chat", model, body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -137,18 +179,12 @@ async def chat_completions(request: Request, ctx: CallContext = Context) -> Resp
     return JSONResponse(response, headers={**headers, **cited})
 
 
-async def _add_context(
-    gateway: Gateway, ctx: CallContext, repos: list[str] | None, canonical: JSON
-) -> dict[str, str]:
-    """Workspace code context, when the request asked for it (docs/code-context.md):
-    passages added to the (OpenAI-format) messages; the citations as a response header."""
-    if repos is None:
-        return {}
-    retrieved = await inject.add_to_openai(gateway.runtime, ctx.workspace_id, repos, canonical)
-    return inject.citations_header(retrieved)
-
-
-@openai_router.post("/completions", summary="Create a text completion (OpenAI format)")
+@openai_router.post(
+    "/completions",
+    summary="Create a text completion (OpenAI format)",
+    openapi_extra=json_body(CompletionRequest),
+    responses=STREAMED,
+)
 async def completions(request: Request, ctx: CallContext = Context) -> Response:
     body = await read_json(request)
     validate.completion_request(body)
@@ -168,7 +204,12 @@ async def completions(request: Request, ctx: CallContext = Context) -> Response:
     )
 
 
-@openai_router.post("/embeddings", summary="Create embeddings (OpenAI format)")
+@openai_router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI format)",
+    openapi_extra=json_body(EmbeddingsRequest),
+    responses=MODEL_CALL_ERRORS,
+)
 async def embeddings(request: Request, ctx: CallContext = Context) -> Response:
     body = await read_json(request)
     validate.embeddings_request(body)
@@ -260,18 +301,23 @@ async def _openai_sse(
 # --- Anthropic-compatible --------------------------------------------------------------
 
 
-@anthropic_router.post("/messages", summary="Create a message (Anthropic format)")
+@anthropic_router.post(
+    "/messages",
+    summary="Create a message (Anthropic format)",
+    openapi_extra=json_body(MessagesRequest),
+    responses=STREAMED,
+)
 async def messages(request: Request, ctx: CallContext = Context) -> Response:
-    body = await read_json(request)
+    body = await read_json(request, "anthropic")
     gateway = gateway_of(request)
-    repos = inject.wanted(request.headers.get(inject.HEADER), body)
+    asked = gateway.enrichments(request.headers, body)
     validate.anthropic_request(body)
     model = body["model"]
     try:
         canonical = translate.anthropic_request_to_openai(body)
     except translate.TranslationError as exc:
         raise validate.InvalidRequest(str(exc), param=exc.param) from exc
-    cited = await _add_context(gateway, ctx, repos, canonical)
+    cited = await gateway.enrich(ctx, model, asked, canonical)
     if body.get("stream"):
         result = await gateway.stream(ctx, "chat", model, canonical)
         return StreamingResponse(
@@ -323,13 +369,18 @@ async def _anthropic_sse(
 
 
 @anthropic_router.post(
-    "/messages/count_tokens", summary="Count the input tokens of a message (Anthropic format)"
+    "/messages/count_tokens",
+    summary="Count the input tokens of a message (Anthropic format)",
+    openapi_extra=json_body(CountTokensRequest),
+    responses=MODEL_CALL_ERRORS,
 )
 async def count_tokens(request: Request, ctx: CallContext = Context) -> Response:
-    body = await read_json(request)
-    validate.model_name(body)
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise validate.InvalidRequest("messages: must be a non-empty list", param="messages")
+    body = await read_json(request, "anthropic")
+    validate.count_tokens_request(body)
+    try:  # what /v1/messages would refuse is refused here too
+        translate.anthropic_request_to_openai(body)
+    except translate.TranslationError as exc:
+        raise validate.InvalidRequest(str(exc), param=exc.param) from exc
     gateway_of(request).router.route(body["model"])
     return JSONResponse({"input_tokens": estimate_tokens(body)})
 

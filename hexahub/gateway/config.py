@@ -43,7 +43,7 @@ class ProviderSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     kind: Literal["openai", "openai_compatible", "anthropic", "ollama", "local"]
-    base_url: str = ""
+    base_url: str = Field("", json_schema_extra={"pattern": r"^(https?://|$)"})
     api_key: str | None = None
     local: bool | None = None
     timeout_seconds: float = Field(120.0, gt=0, le=3600)

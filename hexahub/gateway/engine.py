@@ -2,7 +2,10 @@
 the response cache and the background work (snapshot reloads, health checks).
 
 The API layer (api.py) parses and answers HTTP; everything between "an authorised caller
-asks model M for this body" and "here is the answer and it is accounted for" is here.
+asks model M for this body" and "here is the answer and it is accounted for" is here:
+each call reserves its estimate against the key's limits before it is routed
+(hexahub.gateway.limits) and is accounted once when it ends, with one usage record that
+also carries the calls made on its behalf (hexahub.gateway.enrich).
 """
 
 from __future__ import annotations
@@ -13,17 +16,17 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hexahub.core.errors import RateLimited
 from hexahub.core.logging import request_id_var
 from hexahub.core.runtime import Runtime
-from hexahub.gateway import service, usage
+from hexahub.gateway import limits, service, usage
 from hexahub.gateway.callers import Caller, CallerCache
+from hexahub.gateway.completions import complete_text, stream_text_completion
+from hexahub.gateway.enrich import Enrichment, RequestEnricher, Spent, part_of
 from hexahub.gateway.models import KeyLimits
 from hexahub.gateway.providers.base import (
     JSON,
@@ -32,8 +35,10 @@ from hexahub.gateway.providers.base import (
     UpstreamError,
     caller_var,
 )
-from hexahub.gateway.router import Outcome, Router
+from hexahub.gateway.router import Outcome, Router, Tries
 from hexahub.gateway.service import DeploymentView
+from hexahub.gateway.tally import StreamTally, TextStreamEnd, usage_of
+from hexahub.gateway.tokens import estimate_prompt_tokens, requested_completion_tokens
 from hexahub.identity.authz import Principal
 from hexahub.localmodels import builtin
 
@@ -75,6 +80,8 @@ class CallContext:
     cache: bool = False
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
+    # Model calls made on this request's behalf (hexahub.gateway.enrich), added to its record.
+    on_behalf: Spent = field(default_factory=Spent)
 
     @classmethod
     def for_caller(cls, caller: Caller, *, cache: bool = False) -> CallContext:
@@ -91,109 +98,12 @@ class CallContext:
         )
 
 
-@dataclass(frozen=True)
-class TextStreamEnd:
-    """How a `Gateway.stream_text` call ended."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    ttft_ms: float
-    model: str
-    deployment: str
-    error: str | None = None  # set when the upstream failed after the first piece
-
-
 @dataclass
 class StreamResult:
     first: JSON
     rest: AsyncIterator[JSON]
     outcome: Outcome
-
-
-def usage_of(response: JSON) -> tuple[int, int]:
-    found = response.get("usage") or {}
-    return int(found.get("prompt_tokens") or 0), int(found.get("completion_tokens") or 0)
-
-
-def delta_text(chunk: JSON) -> str:
-    """The text a streamed chunk adds (chat deltas, or completions' text)."""
-    pieces = []
-    for choice in chunk.get("choices") or []:
-        piece = (choice.get("delta") or {}).get("content") or choice.get("text")
-        if piece:
-            pieces.append(piece)
-    return "".join(pieces)
-
-
-def estimate_text_tokens(characters: int) -> int:
-    """A provider-neutral estimate: about four characters of text per token."""
-    return max(1, characters // 4)
-
-
-def estimate_tokens(body: JSON) -> int:
-    """The estimated prompt tokens of a request's system, messages and tools."""
-    parts: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if key not in ("type", "source", "cache_control"):
-                    walk(item)
-
-    walk(body.get("system"))
-    walk(body.get("messages"))
-    walk(body.get("tools"))
-    return estimate_text_tokens(sum(len(p) for p in parts))
-
-
-@dataclass
-class StreamTally:
-    """What a relayed stream carried so far (usage, the reply's text) and how it ended;
-    `Gateway.finish_stream` accounts for it once."""
-
-    ttft_ms: float
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    status: int = 200
-    error: str | None = None
-    pieces: list[str] = field(default_factory=list)
-    usage_seen: bool = False  # the upstream reported usage (it comes last, if at all)
-
-    @classmethod
-    def start(cls, ctx: CallContext) -> StreamTally:
-        """A tally for a stream whose first chunk has just come."""
-        return cls(ttft_ms=round((time.perf_counter() - ctx.started) * 1000, 2))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    def take(self, chunk: JSON) -> str:
-        """Count a chunk's usage and keep its text; returns the text it adds."""
-        found = chunk.get("usage")
-        if found:
-            self.usage_seen = True
-            self.prompt_tokens = int(found.get("prompt_tokens") or self.prompt_tokens)
-            self.completion_tokens = int(found.get("completion_tokens") or self.completion_tokens)
-        piece = delta_text(chunk)
-        if piece:
-            self.pieces.append(piece)
-        return piece
-
-    def settle(self, body: JSON) -> None:
-        """A stream cut short (stopped, or failed midway) never saw its usage, yet the
-        model did the work: count an estimate rather than nothing."""
-        if self.usage_seen or not self.pieces:
-            return
-        self.prompt_tokens = estimate_tokens(body)
-        self.completion_tokens = estimate_text_tokens(len(self.text))
+    hold: limits.Hold  # settled by Gateway.finish_stream
 
 
 def cache_key(endpoint: str, body: JSON) -> str:
@@ -210,6 +120,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._version: int = 0
         self.callers = CallerCache(runtime.db.sessions)
+        self._enrichers: list[RequestEnricher] = []
 
     # --- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -233,7 +144,7 @@ class Gateway:
             breaker_cooldown=settings.gateway_breaker_cooldown_seconds,
         )
         recorder = usage.UsageRecorder(
-            runtime.db.sessions, runtime.shared, flush_interval=settings.gateway_usage_flush_seconds
+            runtime.db.sessions, flush_interval=settings.gateway_usage_flush_seconds
         )
         gateway = cls(runtime, router, recorder)
         recorder.start()
@@ -287,33 +198,65 @@ class Gateway:
         self.callers.forget()
 
     async def check_limits(self, ctx: CallContext) -> None:
-        """Refuse before anything goes upstream when a key is over its rates or budgets."""
-        limits, key_id, shared = ctx.limits, ctx.key_id, self.runtime.shared
-        if limits is None or key_id is None:
-            return
-        if limits.rpm:
-            minute = time.strftime("%Y%m%d%H%M", time.gmtime())
-            count = await shared.incr(f"gw:rpm:{key_id}:{minute}", ttl_seconds=120)
-            if count > limits.rpm:
-                raise RateLimited(
-                    f"this key's limit of {limits.rpm} requests per minute is reached",
-                    headers={"Retry-After": str(60 - time.gmtime().tm_sec)},
-                )
-        if limits.tpm and await usage.tokens_this_minute(shared, key_id) >= limits.tpm:
-            raise RateLimited(
-                f"this key's limit of {limits.tpm} tokens per minute is reached",
-                headers={"Retry-After": str(60 - time.gmtime().tm_sec)},
-            )
-        if limits.daily_budget_usd is not None or limits.monthly_budget_usd is not None:
-            today, month = await usage.spend(shared, key_id)
-            if limits.daily_budget_usd is not None and today >= limits.daily_budget_usd:
-                raise BudgetExceeded(
-                    f"this key has spent its daily budget of ${limits.daily_budget_usd:g}"
-                )
-            if limits.monthly_budget_usd is not None and month >= limits.monthly_budget_usd:
-                raise BudgetExceeded(
-                    f"this key has spent its monthly budget of ${limits.monthly_budget_usd:g}"
-                )
+        """As a request arrives: count it against its key's requests per minute and refuse
+        a key already at a limit (hexahub.gateway.limits)."""
+        await limits.check(self.runtime.shared, ctx.key_id, ctx.limits)
+
+    async def _reserve(
+        self, ctx: CallContext, endpoint: str, model: str, body: JSON
+    ) -> limits.Hold:
+        """Reserve the call's estimate against its key's token rate and budgets (429 when
+        a limit is reached) before anything is sent upstream: the prompt's estimated
+        tokens plus the completion it may ask for, at the dearest deployment's prices."""
+        prompt = estimate_prompt_tokens(endpoint, body)
+        completion = requested_completion_tokens(
+            endpoint, body, self.runtime.settings.gateway_default_max_tokens
+        )
+        input_price, output_price = self.router.price_ceiling(model)
+        return await limits.reserve(
+            self.runtime.shared,
+            ctx.key_id,
+            ctx.limits,
+            tokens=prompt + completion,
+            cost_usd=usage.cost_usd(prompt, completion, input_price, output_price),
+        )
+
+    # --- enrichers (hexahub.gateway.enrich) ---------------------------------------------
+    def add_enricher(self, enricher: RequestEnricher) -> None:
+        """Called by a higher layer at start (context adds workspace code context)."""
+        self._enrichers.append(enricher)
+
+    def enrichments(self, headers: Mapping[str, str], body: JSON) -> list[Enrichment]:
+        """What a chat request asks of the registered enrichers (before it is checked)."""
+        asked = (enricher.asked(headers, body) for enricher in self._enrichers)
+        return [found for found in asked if found is not None]
+
+    async def enrich(
+        self, ctx: CallContext, model: str, asked: list[Enrichment], body: JSON
+    ) -> dict[str, str]:
+        """Run what a chat request asked for on its OpenAI-format body; returns headers
+        for the response. Model calls made meanwhile count as part of this request. A
+        failure here is the request's failure, accounted as such."""
+        if not asked:
+            return {}
+        try:
+            return await self._run_enrichments(ctx, asked, body)
+        except Exception as exc:
+            await self._record_failure(ctx, "chat", model, exc, body=body)
+            raise
+
+    async def _run_enrichments(
+        self, ctx: CallContext, asked: list[Enrichment], body: JSON
+    ) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        token = part_of.set(ctx.on_behalf)
+        try:
+            for enrichment in asked:
+                headers.update(await enrichment(ctx, body))
+        finally:
+            ctx.on_behalf.open = False
+            part_of.reset(token)
+        return headers
 
     # --- calls --------------------------------------------------------------------------
     async def complete(
@@ -321,6 +264,16 @@ class Gateway:
     ) -> tuple[JSON, Outcome | None, bool]:
         """A non-streamed call: (response, what served it, whether it came from cache)."""
         caller_var.set(ctx.key_id or ctx.user_id or "anonymous")  # for fair local queues
+        hold = await self._reserve(ctx, endpoint, model, body)
+        try:
+            return await self._complete(ctx, endpoint, model, body, hold)
+        except BaseException:
+            await hold.settle(0, 0.0)  # cancelled: release what nothing accounted for
+            raise
+
+    async def _complete(
+        self, ctx: CallContext, endpoint: str, model: str, body: JSON, hold: limits.Hold
+    ) -> tuple[JSON, Outcome | None, bool]:
         key = cache_key(endpoint, body) if ctx.cache else None
         if key is not None:
             hit = await self.runtime.shared.get(key)
@@ -336,6 +289,7 @@ class Gateway:
                     cached=True,
                     attempts=0,
                     body=body,
+                    hold=hold,
                 )
                 return response, None, True
 
@@ -346,26 +300,30 @@ class Gateway:
                     return await provider.chat(body, deployment.upstream_model)
                 if endpoint == "embeddings":
                     return await provider.embeddings(body, deployment.upstream_model)
-                return await self._completions(provider, body, deployment.upstream_model)
+                return await complete_text(provider, body, deployment.upstream_model)
             finally:
                 ctx.upstream_seconds += time.perf_counter() - started
 
+        tries = Tries()
         try:
-            response, outcome = await self.router.call(model, run, local_only=ctx.local_only)
+            response, outcome = await self.router.call(
+                model, run, local_only=ctx.local_only, tries=tries
+            )
         except Exception as exc:
-            await self._record_failure(ctx, endpoint, model, exc, body=body)
+            await self._record_failure(ctx, endpoint, model, exc, body=body, tries=tries, hold=hold)
             raise
         response["model"] = model
         await self._record(
             ctx,
             endpoint,
             model,
-            outcome,
+            outcome.deployment,
             response,
             status=200,
             cached=False,
             attempts=outcome.attempts,
             body=body,
+            hold=hold,
         )
         if key is not None:
             await self.runtime.shared.set(
@@ -375,40 +333,33 @@ class Gateway:
             )
         return response, outcome, False
 
-    async def _completions(self, provider: ModelProvider, body: JSON, upstream: str) -> JSON:
-        native = getattr(provider, "completions", None)
-        if native is not None:
-            result: JSON = await native(body, upstream)
-            return result
-        chat = await provider.chat(completion_as_chat(body), upstream)
-        return chat_as_completion(chat)
-
     async def stream(self, ctx: CallContext, endpoint: str, model: str, body: JSON) -> StreamResult:
         caller_var.set(ctx.key_id or ctx.user_id or "anonymous")  # for fair local queues
 
         def open_stream(provider: ModelProvider, deployment: DeploymentView) -> AsyncIterator[JSON]:
             if endpoint == "chat":
                 return provider.chat_stream(body, deployment.upstream_model)
-            native = getattr(provider, "completions_stream", None)
-            if native is not None:
-                stream: AsyncIterator[JSON] = native(body, deployment.upstream_model)
-                return stream
-            return chat_chunks_as_completion(
-                provider.chat_stream(completion_as_chat(body), deployment.upstream_model)
-            )
+            return stream_text_completion(provider, body, deployment.upstream_model)
 
+        hold = await self._reserve(ctx, endpoint, model, body)
+        tries = Tries()
         started = time.perf_counter()
         try:
             first, rest, outcome = await self.router.stream(
-                model, open_stream, local_only=ctx.local_only
+                model, open_stream, local_only=ctx.local_only, tries=tries
             )
         except Exception as exc:
-            await self._record_failure(ctx, endpoint, model, exc, body=body, stream=True)
+            await self._record_failure(
+                ctx, endpoint, model, exc, body=body, stream=True, tries=tries, hold=hold
+            )
+            raise
+        except BaseException:
+            await hold.settle(0, 0.0)  # cancelled: release what nothing accounted for
             raise
         ttft = time.perf_counter() - ctx.started
         ctx.upstream_seconds += time.perf_counter() - started
         usage.TTFT.labels(model, outcome.deployment.provider).observe(ttft)
-        return StreamResult(first, rest, outcome)
+        return StreamResult(first, rest, outcome, hold)
 
     async def finish_stream(
         self,
@@ -426,7 +377,7 @@ class Gateway:
             ctx,
             endpoint,
             model,
-            result.outcome,
+            result.outcome.deployment,
             {
                 "usage": {
                     "prompt_tokens": tally.prompt_tokens,
@@ -441,6 +392,7 @@ class Gateway:
             stream=True,
             body=body,
             reply={"content": tally.text} if ctx.trace_bodies else None,
+            hold=result.hold,
         )
 
     async def stream_text(
@@ -501,25 +453,39 @@ class Gateway:
         ctx: CallContext,
         endpoint: str,
         model: str,
-        outcome: Outcome | None,
+        deployment: DeploymentView | None,
         response: JSON,
         *,
         status: int,
         cached: bool,
         attempts: int,
         body: JSON,
+        hold: limits.Hold | None = None,
         error: str | None = None,
         ttft_ms: float | None = None,
         stream: bool = False,
         reply: JSON | None = None,
     ) -> None:
+        """Account for a call once: its usage record, and its key's counters (the
+        reservation replaced by what it used)."""
+        hold = hold or limits.Hold(self.runtime.shared, ctx.key_id)
         prompt, completion = usage_of(response)
-        deployment = outcome.deployment if outcome else None
         cost = 0.0
         if deployment is not None and not cached:
             cost = usage.cost_usd(
                 prompt, completion, deployment.input_price, deployment.output_price
             )
+        on_behalf_of = part_of.get()
+        if on_behalf_of is not None and on_behalf_of.open:
+            # Made for a client's request (hexahub.gateway.enrich): that request's record
+            # and key carry it.
+            on_behalf_of.add(prompt, completion, cost)
+            await hold.settle(0, 0.0)
+            return
+        extra, ctx.on_behalf = ctx.on_behalf, Spent()
+        prompt += extra.prompt_tokens
+        completion += extra.completion_tokens
+        cost += extra.cost_usd
         latency = time.perf_counter() - ctx.started
         provider = deployment.provider if deployment else ("cache" if cached else "")
         usage.LATENCY.labels(model, provider).observe(latency)
@@ -547,6 +513,7 @@ class Gateway:
             request_body=body if ctx.trace_bodies else None,
             response_body=(reply or response) if ctx.trace_bodies else None,
         )
+        await hold.settle(prompt + completion, cost)
 
     async def _record_failure(
         self,
@@ -557,19 +524,25 @@ class Gateway:
         *,
         body: JSON,
         stream: bool = False,
+        tries: Tries | None = None,
+        hold: limits.Hold | None = None,
     ) -> None:
+        """Account for a call that failed, with the attempts it made and the last
+        deployment it tried."""
         status = int(getattr(exc, "status", getattr(exc, "status_code", 500)))
         message = str(getattr(exc, "message", exc))[:500]
+        tries = tries or Tries()
         await self._record(
             ctx,
             endpoint,
             model,
-            None,
+            tries.last,
             {},
             status=status,
             cached=False,
-            attempts=0,
+            attempts=tries.attempts,
             body=body,
+            hold=hold,
             error=message,
             stream=stream,
         )
@@ -597,65 +570,3 @@ async def call_context_for(
     )
     await gateway.check_limits(ctx)
     return ctx
-
-
-class BudgetExceeded(RateLimited):
-    code = "budget_exceeded"
-
-
-# --- completions through chat, for providers without a native completions API ----------
-
-
-def completion_as_chat(body: JSON) -> JSON:
-    prompt = body.get("prompt")
-    text = prompt[0] if isinstance(prompt, list) else prompt
-    chat = {
-        k: v
-        for k, v in body.items()
-        if k not in ("prompt", "echo", "suffix", "best_of", "logprobs")
-    }
-    chat["messages"] = [{"role": "user", "content": text}]
-    return chat
-
-
-def chat_as_completion(chat: JSON) -> JSON:
-    choice = (chat.get("choices") or [{}])[0]
-    return {
-        "id": str(chat.get("id", "")).replace("chatcmpl", "cmpl"),
-        "object": "text_completion",
-        "created": chat.get("created", int(time.time())),
-        "model": chat.get("model", ""),
-        "choices": [
-            {
-                "index": 0,
-                "text": (choice.get("message") or {}).get("content") or "",
-                "logprobs": None,
-                "finish_reason": choice.get("finish_reason"),
-            }
-        ],
-        "usage": chat.get("usage"),
-    }
-
-
-async def chat_chunks_as_completion(chunks: AsyncIterator[JSON]) -> AsyncIterator[JSON]:
-    async for chunk in chunks:
-        choices = chunk.get("choices") or []
-        converted: JSON = {
-            "id": chunk.get("id"),
-            "object": "text_completion",
-            "created": chunk.get("created"),
-            "model": chunk.get("model"),
-            "choices": [],
-        }
-        for choice in choices:
-            converted["choices"].append(
-                {
-                    "index": 0,
-                    "text": (choice.get("delta") or {}).get("content") or "",
-                    "logprobs": None,
-                    "finish_reason": choice.get("finish_reason"),
-                }
-            )
-        if chunk.get("usage"):
-            converted["usage"] = chunk["usage"]
-        yield converted

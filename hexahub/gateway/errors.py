@@ -15,9 +15,11 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from hexahub.core.errors import HexaHubError
 from hexahub.gateway.providers.base import UpstreamError
+from hexahub.gateway.schemas import AnthropicError, OpenAIError
 from hexahub.gateway.translate import anthropic as translate
 
 log = logging.getLogger("hexahub.gateway")
@@ -49,8 +51,13 @@ def anthropic_error(exc: Exception) -> JSONResponse:
     )
 
 
-def _route_class(shape: Callable[[Exception], JSONResponse]) -> type[APIRoute]:
+def _route_class(
+    shape: Callable[[Exception], JSONResponse], model: type[BaseModel]
+) -> type[APIRoute]:
     class ShapedErrors(APIRoute):
+        # The error body the OpenAPI document gives these routes (hexahub.core.openapi).
+        error_model = model
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
@@ -67,5 +74,5 @@ def _route_class(shape: Callable[[Exception], JSONResponse]) -> type[APIRoute]:
     return ShapedErrors
 
 
-OpenAIRoute = _route_class(openai_error)
-AnthropicRoute = _route_class(anthropic_error)
+OpenAIRoute = _route_class(openai_error, OpenAIError)
+AnthropicRoute = _route_class(anthropic_error, AnthropicError)

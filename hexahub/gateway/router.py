@@ -76,6 +76,15 @@ class Outcome:
     attempts: int
 
 
+@dataclass
+class Tries:
+    """How far a call got, kept up to date while it runs, so that a call that fails in
+    the end is still accounted with its attempts and the last deployment tried."""
+
+    attempts: int = 0
+    last: DeploymentView | None = None
+
+
 class NoDeploymentAvailable(UpstreamError):
     pass
 
@@ -131,19 +140,35 @@ class Router:
             raise NotFound(f"the model {model!r} does not exist; available models: {known}")
         return route
 
-    def plan(self, model: str, *, local_only: bool) -> list[DeploymentView]:
-        self.route(model)  # an unknown name is the caller's 404
-        ordered: list[DeploymentView] = []
-        seen_routes: set[str] = set()
+    def _reachable(self, model: str) -> list[RouteView]:
+        """The model's route, then its fallbacks' (breadth first, each once)."""
+        routes: list[RouteView] = []
+        seen: set[str] = set()
         queue = [model]
         while queue:
             name = queue.pop(0)
-            if name in seen_routes or name not in self.snapshot.routes:
+            if name in seen or name not in self.snapshot.routes:
                 continue
-            seen_routes.add(name)
+            seen.add(name)
             route = self.snapshot.routes[name]
-            ordered.extend(self._order(route))
+            routes.append(route)
             queue.extend(route.fallbacks)
+        return routes
+
+    def price_ceiling(self, model: str) -> tuple[float, float]:
+        """The highest input and output prices (dollars per million tokens) among the
+        deployments a request for `model` may end up on; (0, 0) for an unknown name."""
+        deployments = [d for route in self._reachable(model) for d in route.deployments]
+        return (
+            max((d.input_price for d in deployments), default=0.0),
+            max((d.output_price for d in deployments), default=0.0),
+        )
+
+    def plan(self, model: str, *, local_only: bool) -> list[DeploymentView]:
+        self.route(model)  # an unknown name is the caller's 404
+        ordered: list[DeploymentView] = []
+        for route in self._reachable(model):
+            ordered.extend(self._order(route))
         if local_only:
             local = [d for d in ordered if d.is_local]
             if ordered and not local:
@@ -183,10 +208,12 @@ class Router:
         run: Callable[[ModelProvider, DeploymentView], Awaitable[T]],
         *,
         local_only: bool = False,
+        tries: Tries | None = None,
     ) -> tuple[T, Outcome]:
-        """Run `run` on deployments in plan order until one succeeds."""
+        """Run `run` on deployments in plan order until one succeeds. `tries`, when
+        given, follows the attempts as they are made."""
+        tries = tries if tries is not None else Tries()
         plan = self._usable(self.plan(model, local_only=local_only))
-        attempts = 0
         last: UpstreamError | None = None
         for deployment in plan:
             provider = self.providers.get(deployment.provider)
@@ -194,7 +221,8 @@ class Router:
                 continue
             state = self.state(deployment.id)
             for retry in range(self.retries + 1):
-                attempts += 1
+                tries.attempts += 1
+                tries.last = deployment
                 state.in_flight += 1
                 try:
                     result = await run(provider, deployment)
@@ -216,7 +244,7 @@ class Router:
                     break
                 else:
                     state.breaker.succeeded()
-                    return result, Outcome(deployment, attempts)
+                    return result, Outcome(deployment, tries.attempts)
                 finally:
                     state.in_flight -= 1
         if last is not None:
@@ -231,6 +259,7 @@ class Router:
         open_stream: Callable[[ModelProvider, DeploymentView], AsyncIterator[JSON]],
         *,
         local_only: bool = False,
+        tries: Tries | None = None,
     ) -> tuple[JSON, AsyncIterator[JSON], Outcome]:
         """Open a stream; failures before the first chunk fall through like `call`.
 
@@ -250,7 +279,7 @@ class Router:
                 ) from exc
             return head, iterator
 
-        (head, rest), outcome = await self.call(model, first, local_only=local_only)
+        (head, rest), outcome = await self.call(model, first, local_only=local_only, tries=tries)
         state = self.state(outcome.deployment.id)
         state.in_flight += 1
 

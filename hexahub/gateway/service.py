@@ -24,7 +24,7 @@ from hexahub.gateway.models import (
 from hexahub.gateway.providers.base import ProviderConfig
 from hexahub.identity import audit
 from hexahub.identity.authz import WorkspaceAccess
-from hexahub.localmodels import builtin, registry
+from hexahub.localmodels import builtin, registry, shipped
 from hexahub.settings import Settings
 
 log = logging.getLogger("hexahub.gateway")
@@ -422,6 +422,7 @@ async def load_snapshot(db: AsyncSession, settings: Settings) -> Snapshot:
             timeout_seconds=provider.timeout_seconds,
             is_local=provider.is_local,
             settings=dict(provider.settings),
+            default_max_tokens=settings.gateway_default_max_tokens,
         )
     for route, deployments in await list_models(db):
         views = tuple(
@@ -443,3 +444,56 @@ async def load_snapshot(db: AsyncSession, settings: Settings) -> Snapshot:
             route.name, route.strategy, tuple(route.fallbacks), views
         )
     return snapshot
+
+
+# --- context windows -----------------------------------------------------------------
+
+# The window assumed for a model whose provider does not declare one: small enough for
+# most hosted models of today, large enough for a long conversation.
+DEFAULT_CONTEXT_WINDOW = 16_384
+# Ollama's own default (num_ctx) when a model is not configured otherwise: Ollama cuts
+# longer prompts silently, so a caller that sizes its prompt should assume this.
+OLLAMA_CONTEXT_WINDOW = 2048
+
+
+def context_window(snapshot: Snapshot, model: str) -> int:
+    """The context window (tokens, prompt and answer together) of the model name `model`:
+    the smallest of its deployments', so a prompt sized for it fits wherever it is sent.
+
+    A provider may declare it in its settings, for each upstream model
+    (`context_windows: {gpt-4o-mini: 128000}`) or for all of them (`context_window: 32768`);
+    a `local` provider knows each model's (its registered `context_size`, else the
+    provider's); otherwise DEFAULT_CONTEXT_WINDOW (OLLAMA_CONTEXT_WINDOW on Ollama)."""
+    route = snapshot.routes.get(model)
+    if route is None or not route.deployments:
+        return DEFAULT_CONTEXT_WINDOW
+    return min(
+        _deployment_window(snapshot.providers.get(d.provider), d.upstream_model)
+        for d in route.deployments
+    )
+
+
+def _deployment_window(provider: ProviderConfig | None, upstream_model: str) -> int:
+    settings = provider.settings if provider is not None else {}
+    declared = settings.get("context_windows")
+    if isinstance(declared, dict) and _positive(declared.get(upstream_model)):
+        return int(declared[upstream_model])
+    if _positive(settings.get("context_window")):
+        return int(settings["context_window"])
+    if provider is None:
+        return DEFAULT_CONTEXT_WINDOW
+    if provider.kind == "local":
+        fallback = builtin.default_options()
+        try:
+            options = registry.LocalOptions.from_settings(settings, fallback)
+        except registry.RegistryError:
+            return fallback.context_size
+        try:
+            return registry.resolve(upstream_model, options).context_size
+        except (registry.RegistryError, registry.UnknownModel, shipped.MissingPackage):
+            return options.context_size  # its requests say what is missing
+    return OLLAMA_CONTEXT_WINDOW if provider.kind == "ollama" else DEFAULT_CONTEXT_WINDOW
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -1,5 +1,6 @@
-"""Usage: one record per gateway request, written off the request path in batches;
-spend and token counters for budgets and rate limits; Prometheus series.
+"""Usage: one record per gateway request, written off the request path in batches, and
+Prometheus series. (The per-key spend and token counters that budgets and rate limits
+read are kept by hexahub.gateway.limits.)
 
 Records wait in memory and are written every HEXAHUB_GATEWAY_USAGE_FLUSH_SECONDS (or when
 500 are waiting). Stopping flushes what is left, so a clean shutdown loses nothing; a write
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hexahub.core.db import new_id, utcnow
 from hexahub.core.metrics import REGISTRY
-from hexahub.core.shared import SharedState
 from hexahub.gateway.models import UsageRecord
 
 log = logging.getLogger("hexahub.gateway.usage")
@@ -64,7 +64,6 @@ OVERHEAD = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
 
-MICRO = 1_000_000  # spend counters hold millionths of a dollar, so they stay integers
 BATCH = 500
 
 
@@ -74,24 +73,14 @@ def cost_usd(
     return (prompt_tokens * input_price + completion_tokens * output_price) / 1_000_000
 
 
-def day_key(now: datetime) -> str:
-    return now.strftime("%Y%m%d")
-
-
-def month_key(now: datetime) -> str:
-    return now.strftime("%Y%m")
-
-
 class UsageRecorder:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        shared: SharedState,
         *,
         flush_interval: float = 1.0,
     ) -> None:
         self.sessions = sessions
-        self.shared = shared
         self.flush_interval = flush_interval
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +88,7 @@ class UsageRecorder:
         self._lock = asyncio.Lock()
 
     async def record(self, **fields: Any) -> None:
-        """Queue a usage record and count its spend and tokens (shared across replicas)."""
+        """Queue a usage record and count it in the Prometheus series."""
         fields.setdefault("id", new_id())
         fields.setdefault("created_at", utcnow())
         self._pending.append(fields)
@@ -113,27 +102,8 @@ class UsageRecorder:
             TOKENS.labels(model, provider, "prompt").inc(prompt)
         if completion:
             TOKENS.labels(model, provider, "completion").inc(completion)
-        key_id = fields.get("key_id")
-        if key_id:
-            await self._count(key_id, prompt + completion, float(fields.get("cost_usd", 0.0)))
         if len(self._pending) >= BATCH:
             self._wake.set()
-
-    async def _count(self, key_id: str, tokens: int, cost: float) -> None:
-        now = datetime.now(UTC)
-        try:
-            if tokens:
-                await self.shared.incr(f"gw:tpm:{key_id}:{now:%Y%m%d%H%M}", tokens, ttl_seconds=120)
-            micro = round(cost * MICRO)
-            if micro:
-                await self.shared.incr(
-                    f"gw:spend:{key_id}:d{day_key(now)}", micro, ttl_seconds=2 * 86400
-                )
-                await self.shared.incr(
-                    f"gw:spend:{key_id}:m{month_key(now)}", micro, ttl_seconds=32 * 86400
-                )
-        except Exception as exc:  # counters are advisory; the record itself is kept
-            log.warning("could not update usage counters: %s", exc)
 
     async def flush(self) -> int:
         async with self._lock:
@@ -181,21 +151,6 @@ class UsageRecorder:
     @property
     def pending(self) -> int:
         return len(self._pending)
-
-
-async def spend(
-    shared: SharedState, key_id: str, now: datetime | None = None
-) -> tuple[float, float]:
-    """(today's, this month's) spend of a key in dollars, from the shared counters."""
-    now = now or datetime.now(UTC)
-    day = await shared.get(f"gw:spend:{key_id}:d{day_key(now)}")
-    month = await shared.get(f"gw:spend:{key_id}:m{month_key(now)}")
-    return (int(day or 0) / MICRO, int(month or 0) / MICRO)
-
-
-async def tokens_this_minute(shared: SharedState, key_id: str) -> int:
-    now = datetime.now(UTC)
-    return int(await shared.get(f"gw:tpm:{key_id}:{now:%Y%m%d%H%M}") or 0)
 
 
 async def summary(

@@ -1,17 +1,32 @@
 """Checking /v1 request bodies before anything is sent upstream.
 
 Bodies are plain dicts (the gateway forwards fields it does not know, as clients expect);
-these checks cover what must be right for any provider and name the offending field.
+these checks cover what must be right for any provider and name the offending field, in
+the API's own way (`messages[0].content` on the OpenAI routes, `messages.0.content` on
+the Anthropic ones).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from typing import Any, Literal
 
 from hexahub.core.errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# The content part types of OpenAI's chat API; anything else is refused here rather than
+# forwarded for a provider to ignore or misread.
+CONTENT_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 MAX_MESSAGES = 10_000
+# Deeper bodies are refused: no real request nests this far (tool schemas included), and
+# every later step that walks or re-encodes a body then stays far from Python's recursion
+# limit.
+MAX_JSON_DEPTH = 100
+
+Style = Literal["openai", "anthropic"]
+# The JSON escapes of UTF-16 surrogates (\ud800-\udfff), paired or not.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 class InvalidRequest(BadRequest):
@@ -32,6 +47,72 @@ def require_object(body: Any) -> dict[str, Any]:
     return body
 
 
+def parse_body(raw: bytes, *, style: Style = "openai") -> dict[str, Any]:
+    """The JSON object a /v1 request sent, refused (400, naming the field) when it is not
+    one, nests deeper than MAX_JSON_DEPTH, or holds text that is not valid Unicode (an
+    unpaired surrogate escape such as "\\ud800", which no provider could be sent)."""
+    if not raw:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    found = require_object(body)
+    # Walking the whole body costs time on every request; only a body with that many
+    # brackets can nest that deep, and only a surrogate escape can leave one unpaired.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH or _SURROGATE_ESCAPE.search(raw):
+        _check_tree(found, style)
+    return found
+
+
+def _param(path: tuple[str | int, ...], style: Style) -> str:
+    text = ""
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]" if style == "openai" else f".{step}"
+        else:
+            text += f".{step}" if text else step
+    return text or "the request body"
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_tree(body: dict[str, Any], style: Style) -> None:
+    """Refuse the first place where `body` nests too deep or holds a lone surrogate.
+    Iterative, so any depth that got through the parser is safe to walk."""
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(body, ())]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not _valid_text(value):
+                raise _fail(
+                    _param(path, style),
+                    "holds an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape "
+                    "without its pair); send valid Unicode text",
+                )
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_JSON_DEPTH:
+            # The top-level field is name enough; the full path would be a hundred steps.
+            raise _fail(_param(path[:1], style), f"nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, list):
+            pending.extend((item, (*path, i)) for i, item in enumerate(value))
+            continue
+        for key, item in value.items():
+            if not _valid_text(key):
+                raise _fail(_param(path, style), "has a key with an unpaired UTF-16 surrogate")
+            pending.append((item, (*path, key)))
+
+
 def model_name(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -41,12 +122,22 @@ def model_name(body: dict[str, Any]) -> str:
     return model
 
 
+def _whole(value: Any) -> int | None:
+    """`value` as an int when it is a whole JSON number (8 or 8.0, as JSON Schema counts
+    integers), else None."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _positive_int(body: dict[str, Any], name: str, *, maximum: int = 10_000_000) -> None:
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+    number = _whole(value)
+    if number is None or not 1 <= number <= maximum:
         raise _fail(name, f"must be a whole number from 1 to {maximum}")
+    body[name] = number  # providers take 8, not 8.0
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
@@ -57,12 +148,24 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
         raise _fail(name, f"must be a number from {low:g} to {high:g}")
 
 
-def _stop(body: dict[str, Any], name: str = "stop") -> None:
+def _stream_options(body: dict[str, Any]) -> None:
+    value = body.get("stream_options")
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise _fail("stream_options", 'must be an object, like {"include_usage": true}')
+    if not isinstance(value.get("include_usage", False), bool):
+        raise _fail("stream_options.include_usage", "must be true or false")
+
+
+def _stop(body: dict[str, Any], name: str = "stop", *, text: bool = True) -> None:
+    """`text`: one string may stand for a list of one (OpenAI's stop, not Anthropic's)."""
     value = body.get(name)
-    if value is None or isinstance(value, str):
+    if value is None or (text and isinstance(value, str)):
         return
     if not isinstance(value, list) or len(value) > 16 or not all(isinstance(s, str) for s in value):
-        raise _fail(name, "must be a string or a list of at most 16 strings")
+        either = "a string or " if text else ""
+        raise _fail(name, f"must be {either}a list of at most 16 strings")
 
 
 def tools(value: Any, *, param: str = "tools") -> None:
@@ -91,9 +194,10 @@ def tool_choice(value: Any, tool_list: Any) -> None:
     if value is None or value in ("auto", "none", "required"):
         return
     if isinstance(value, dict) and value.get("type") == "function":
-        name = (value.get("function") or {}).get("name")
+        function = value.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
         names = {t.get("function", {}).get("name") for t in tool_list or []}
-        if name not in names:
+        if not isinstance(name, str) or name not in names:
             raise _fail("tool_choice", f"names the tool {name!r}, which is not in tools")
         return
     raise _fail("tool_choice", 'must be "auto", "none", "required" or a named function')
@@ -111,10 +215,17 @@ def _content(value: Any, where: str, role: str) -> None:
     for j, part in enumerate(value):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise _fail(f"{where}[{j}]", "must be an object with a type")
+        if part["type"] not in CONTENT_PART_TYPES:
+            raise _fail(
+                f"{where}[{j}].type",
+                f"{part['type'][:40]!r} is not a content part type; use one of "
+                + ", ".join(CONTENT_PART_TYPES),
+            )
         if part["type"] == "text" and not isinstance(part.get("text"), str):
             raise _fail(f"{where}[{j}].text", "must be a string")
         if part["type"] == "image_url":
-            url = (part.get("image_url") or {}).get("url")
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
             if not isinstance(url, str) or not url.startswith(("data:", "http://", "https://")):
                 raise _fail(f"{where}[{j}].image_url.url", "must be a data: or http(s) URL")
 
@@ -132,19 +243,18 @@ def chat_request(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise _fail(where, "must be an object")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _fail(f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}")
-        if role == "assistant" and message.get("tool_calls"):
-            if not isinstance(message["tool_calls"], list):
-                raise _fail(f"{where}.tool_calls", "must be a list")
-        else:
-            _content(message.get("content"), f"{where}.content", str(role))
+        calls = message.get("tool_calls")
+        if role == "assistant" and calls is not None and not isinstance(calls, list):
+            raise _fail(f"{where}.tool_calls", "must be a list")
+        _content(message.get("content"), f"{where}.content", str(role))
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
             raise _fail(f"{where}.tool_call_id", "is required on tool messages")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise _fail("stream", "must be true or false")
     n = body.get("n")
-    if n is not None and n != 1:
+    if n is not None and (n != 1 or isinstance(n, bool)):
         raise _fail("n", "only n=1 is supported")
     _positive_int(body, "max_tokens")
     _positive_int(body, "max_completion_tokens")
@@ -153,6 +263,7 @@ def chat_request(body: dict[str, Any]) -> None:
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
     _stop(body)
+    _stream_options(body)
     tools(body.get("tools"))
     tool_choice(body.get("tool_choice"), body.get("tools"))
 
@@ -171,29 +282,40 @@ def completion_request(body: dict[str, Any]) -> None:
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _stop(body)
+    _stream_options(body)
 
 
 def embeddings_request(body: dict[str, Any]) -> None:
     model_name(body)
     value = body.get("input")
-    if isinstance(value, str):
+    if isinstance(value, str) and value:
         return
     if isinstance(value, list) and value and len(value) <= 2048:
-        if all(isinstance(v, str) for v in value):
+        if all(isinstance(v, str) and v for v in value):
             return
-        if all(isinstance(v, int) for v in value):
+        if all(_whole(v) is not None for v in value):
+            body["input"] = [_whole(v) for v in value]
             return
-        if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
+        if all(isinstance(v, list) and v and all(_whole(t) is not None for t in v) for v in value):
+            body["input"] = [[_whole(t) for t in v] for v in value]
             return
-    raise _fail("input", "must be a string or a list of 1 to 2048 strings (or token arrays)")
+    raise _fail(
+        "input", "must be a text or a list of 1 to 2048 texts (or token arrays), none of them empty"
+    )
 
 
 def anthropic_request(body: dict[str, Any]) -> None:
     """Check an Anthropic messages body (max_tokens is required there)."""
-    model_name(body)
-    if "max_tokens" not in body:
+    if body.get("max_tokens") is None:
+        model_name(body)
         raise _fail("max_tokens", "is required")
     _positive_int(body, "max_tokens")
+    count_tokens_request(body)
+
+
+def count_tokens_request(body: dict[str, Any]) -> None:
+    """Check what an Anthropic messages body and a count_tokens body share."""
+    model_name(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _fail("messages", "must be a non-empty list")
@@ -204,6 +326,8 @@ def anthropic_request(body: dict[str, Any]) -> None:
         content = message.get("content")
         if not isinstance(content, str | list):
             raise _fail(f"{where}.content", "must be a string or a list of content blocks")
+        if content == []:
+            raise _fail(f"{where}.content", "holds no content block")
         if isinstance(content, list):
             for j, block in enumerate(content):
                 if not isinstance(block, dict) or not isinstance(block.get("type"), str):
@@ -213,7 +337,7 @@ def anthropic_request(body: dict[str, Any]) -> None:
         raise _fail("system", "must be a string or a list of text blocks")
     _number(body, "temperature", 0, 1)
     _number(body, "top_p", 0, 1)
-    _stop(body, "stop_sequences")
+    _stop(body, "stop_sequences", text=False)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise _fail("stream", "must be true or false")
     tool_list = body.get("tools")
@@ -224,7 +348,17 @@ def anthropic_request(body: dict[str, Any]) -> None:
             if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
                 raise _fail(f"tools.{i}.name", "is required")
             schema = tool.get("input_schema")
-            if "type" not in tool and (
+            if tool.get("type") in (None, "custom") and (
                 not isinstance(schema, dict) or schema.get("type") != "object"
             ):
                 raise _fail(f"tools.{i}.input_schema", "must be a JSON Schema of type object")
+    _anthropic_tool_choice(body.get("tool_choice"))
+
+
+def _anthropic_tool_choice(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or value.get("type") not in ("auto", "any", "tool", "none"):
+        raise _fail("tool_choice", 'must be {"type": "auto"}, "any", "tool" or "none"')
+    if value["type"] == "tool" and not isinstance(value.get("name"), str):
+        raise _fail("tool_choice.name", 'is required with type "tool"')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,12 @@ class Hub:
     admin_token: str
     settings: Settings
     clients: list[Any] = field(default_factory=list)
+    models: dict = field(default_factory=dict)  # the models file it serves
+
+    def price(self, model: str) -> tuple[float, float]:
+        """(input, output) price of `model`'s one deployment, as the models file says."""
+        [deployment] = next(m for m in self.models["models"] if m["name"] == model)["deployments"]
+        return float(deployment.get("input_price", 0)), float(deployment.get("output_price", 0))
 
     async def close_clients(self) -> None:
         for client in self.clients:
@@ -127,7 +134,9 @@ def models_file(openai: StandinServer, anthropic: StandinServer, ollama: Standin
     }
 
 
-async def _seed(settings: Settings) -> tuple[str, str, str]:
+async def seed_owner(settings: Settings) -> tuple[str, str, str]:
+    """The first administrator, their workspace and a gateway key in it: (the key's
+    secret, its id, the workspace's id)."""
     database = Database(settings)
     try:
         async with database.sessions() as db:
@@ -144,6 +153,38 @@ async def _seed(settings: Settings) -> tuple[str, str, str]:
         await database.dispose()
 
 
+def hub_settings(tmp_path: Path, database_url: str, models: dict, **overrides: Any) -> Settings:
+    """Settings for a HexaHub serving `models` (a models file's content), quick to retry
+    and to write usage; `overrides` on top."""
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(models))
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "models_file": path,
+        "gateway_retry_base_seconds": 0.01,
+        "gateway_health_interval_seconds": 0,
+        "gateway_usage_flush_seconds": 0.05,
+        "rate_limit_ip_per_minute": 0,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, **values)
+
+
+@contextmanager
+def running_hub(settings: Settings) -> Iterator[Hub]:
+    """HexaHub served on a real port with `settings`, its owner signed in."""
+    secret, key_id, workspace_id = asyncio.run(seed_owner(settings))
+    with live_hexahub(settings) as url:
+        login = httpx.post(
+            f"{url}/api/auth/login",
+            json={"email": "owner@example.org", "password": "correct horse battery"},
+        )
+        assert login.status_code == 200, login.text
+        models = yaml.safe_load(Path(str(settings.models_file)).read_text())
+        token = login.json()["access_token"]
+        yield Hub(url, secret, key_id, workspace_id, token, settings, models=models)
+
+
 @pytest.fixture
 def hub(
     tmp_path: Path,
@@ -152,27 +193,9 @@ def hub(
     anthropic_upstream: StandinServer,  # noqa: F811
     ollama_upstream: StandinServer,  # noqa: F811
 ) -> Iterator[Hub]:
-    path = tmp_path / "models.yaml"
-    path.write_text(
-        yaml.safe_dump(models_file(openai_upstream, anthropic_upstream, ollama_upstream))
-    )
-    settings = make_settings(
-        tmp_path,
-        database_url=database_url,
-        models_file=path,
-        gateway_retry_base_seconds=0.01,
-        gateway_health_interval_seconds=0,
-        gateway_usage_flush_seconds=0.05,
-        rate_limit_ip_per_minute=0,
-    )
-    secret, key_id, workspace_id = asyncio.run(_seed(settings))
-    with live_hexahub(settings) as url:
-        login = httpx.post(
-            f"{url}/api/auth/login",
-            json={"email": "owner@example.org", "password": "correct horse battery"},
-        )
-        assert login.status_code == 200, login.text
-        yield Hub(url, secret, key_id, workspace_id, login.json()["access_token"], settings)
+    models = models_file(openai_upstream, anthropic_upstream, ollama_upstream)
+    with running_hub(hub_settings(tmp_path, database_url, models)) as running:
+        yield running
 
 
 @pytest.fixture

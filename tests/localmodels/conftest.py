@@ -21,7 +21,7 @@ from hexahub.core import migrate
 from hexahub.localmodels import shipped
 from hexahub.settings import Settings
 from tests.conftest import make_settings
-from tests.gateway.conftest import Hub, _seed
+from tests.gateway.conftest import Hub, seed_owner
 from tests.support.live import live_hexahub
 
 CONTEXT_SIZE = 512
@@ -65,7 +65,7 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     data = tmp_path_factory.mktemp("localhub")
     settings = local_settings(data)
     migrate.upgrade(settings.resolved_database_url)
-    secret, key_id, workspace_id = asyncio.run(_seed(settings))
+    secret, key_id, workspace_id = asyncio.run(seed_owner(settings))
     with live_hexahub(settings) as url:
         login = httpx.post(
             f"{url}/api/auth/login",

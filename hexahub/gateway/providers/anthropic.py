@@ -34,10 +34,18 @@ class AnthropicProvider(HttpProvider):
         base = self.config.base_url.rstrip("/") or "https://api.anthropic.com"
         return base + path
 
+    def _default_max_tokens(self) -> int:
+        """Anthropic requires max_tokens: the provider's own setting, else
+        HEXAHUB_GATEWAY_DEFAULT_MAX_TOKENS, else the translation's default."""
+        configured = self.config.settings.get("default_max_tokens")
+        if configured is None:
+            configured = self.config.default_max_tokens
+        return int(configured) if configured is not None else translate.DEFAULT_MAX_TOKENS
+
     def _request(self, body: JSON, upstream_model: str, stream: bool) -> JSON:
         try:
             request = translate.openai_request_to_anthropic(
-                body, default_max_tokens=int(self.config.settings.get("default_max_tokens", 4096))
+                body, default_max_tokens=self._default_max_tokens()
             )
         except translate.TranslationError as exc:
             raise UpstreamError(
@@ -66,7 +74,7 @@ class AnthropicProvider(HttpProvider):
                     continue
                 try:
                     data = json.loads(line[5:].strip())
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
                     raise UpstreamError(
                         502, f"{self.config.name} sent a malformed stream event", retryable=True
                     ) from exc
@@ -104,7 +112,7 @@ class AnthropicProvider(HttpProvider):
     def error_message(self, response: httpx.Response) -> tuple[str, str]:
         try:
             body: Any = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return response.text[:300] or response.reason_phrase, "api_error"
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):

@@ -53,6 +53,9 @@ class ProviderConfig:
     timeout_seconds: float = 120.0
     is_local: bool = False
     settings: JSON = field(default_factory=dict)
+    # max_tokens for providers that require one, when the client sent none
+    # (HEXAHUB_GATEWAY_DEFAULT_MAX_TOKENS; a provider's `default_max_tokens` setting wins).
+    default_max_tokens: int | None = None
 
 
 class ModelProvider(Protocol):

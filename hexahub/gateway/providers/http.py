@@ -121,7 +121,7 @@ class HttpProvider:
             raise self._fail(response)
         try:
             data: Any = response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past any use
             raise UpstreamError(
                 502, f"{self.config.name} sent a response that is not JSON", retryable=True
             ) from exc

@@ -73,7 +73,7 @@ def _arguments(raw: Any) -> Any:
     if isinstance(raw, str):
         try:
             return json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise UpstreamError(
                 400,
                 "tool call arguments are not valid JSON",
@@ -223,7 +223,7 @@ class OllamaProvider(HttpProvider):
                     continue
                 try:
                     data = json.loads(line)
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
                     raise UpstreamError(
                         502, f"{self.config.name} sent a malformed stream line", retryable=True
                     ) from exc
@@ -254,7 +254,7 @@ class OllamaProvider(HttpProvider):
     def error_message(self, response: httpx.Response) -> tuple[str, str]:
         try:
             body: Any = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return response.text[:300] or response.reason_phrase, "api_error"
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             kind = "not_found_error" if response.status_code == 404 else "api_error"

@@ -67,11 +67,17 @@ class OpenAIProvider(HttpProvider):
                     break
                 try:
                     chunk = json.loads(data)
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
                     raise UpstreamError(
                         502, f"{self.config.name} sent a malformed stream event", retryable=True
                     ) from exc
-                if isinstance(chunk, dict) and "error" in chunk:
+                if not isinstance(chunk, dict):
+                    raise UpstreamError(
+                        502,
+                        f"{self.config.name} sent a stream event that is not an object",
+                        retryable=True,
+                    )
+                if "error" in chunk:
                     error = chunk["error"] if isinstance(chunk["error"], dict) else {}
                     raise UpstreamError(
                         502, str(error.get("message", "upstream stream error")), retryable=True
@@ -89,7 +95,7 @@ class OpenAIProvider(HttpProvider):
     def error_message(self, response: httpx.Response) -> tuple[str, str]:
         try:
             body: Any = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return response.text[:300] or response.reason_phrase, "api_error"
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):

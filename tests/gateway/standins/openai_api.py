@@ -369,7 +369,9 @@ async def completions(request: Request, body: Any) -> JSON | EventStream:
     body = _require_object(body)
     model = _model(body, state)
     prompts = _prompts(body.get("prompt"))
-    max_tokens = body.get("max_tokens", 16)  # the documented default of this legacy API
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:  # absent or null: the documented default of this legacy API
+        max_tokens = 16
     if not isinstance(max_tokens, int) or max_tokens < 0:
         raise ApiError(
             400, "Invalid 'max_tokens': expected a non-negative integer.", param="max_tokens"

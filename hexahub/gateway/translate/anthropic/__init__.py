@@ -12,6 +12,7 @@ from hexahub.gateway.translate.anthropic.errors import (
     openai_error_from_anthropic,
 )
 from hexahub.gateway.translate.anthropic.requests import (
+    DEFAULT_MAX_TOKENS,
     JSON_OBJECT_INSTRUCTION,
     TOOL_ERROR_PREFIX,
     anthropic_request_to_openai,
@@ -30,6 +31,7 @@ from hexahub.gateway.translate.anthropic.streams import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
     "JSON_OBJECT_INSTRUCTION",
     "SSE_OPENAI_DONE",
     "TOOL_ERROR_PREFIX",

@@ -278,7 +278,14 @@ def _anthropic_tool_choice_to_openai(choice: Any, out: JSON) -> None:
 # --- OpenAI -> Anthropic --------------------------------------------------------------
 
 
-def openai_request_to_anthropic(body: JSON, *, default_max_tokens: int = 4096) -> JSON:
+# For callers that pass no default of their own; the gateway passes its setting
+# (HEXAHUB_GATEWAY_DEFAULT_MAX_TOKENS, whose default this is).
+DEFAULT_MAX_TOKENS = 4096
+
+
+def openai_request_to_anthropic(
+    body: JSON, *, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> JSON:
     """A Chat Completions body as an Anthropic Messages request body.
 
     `default_max_tokens` fills Anthropic's required max_tokens when the client gave none.
@@ -492,6 +499,8 @@ def _parse_arguments(arguments: Any, where: str) -> JSON:
         raise TranslationError(
             f"is not valid JSON ({exc.msg} at character {exc.pos})", param=where
         ) from exc
+    except RecursionError as exc:
+        raise TranslationError("nests too deeply to be read as JSON", param=where) from exc
     if not isinstance(parsed, dict):
         raise TranslationError(
             "must encode a JSON object, as Anthropic tool input is one", param=where

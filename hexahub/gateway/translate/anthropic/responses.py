@@ -201,7 +201,7 @@ def tool_input_from_arguments(arguments: Any) -> JSON:
         return {}
     try:
         parsed = json.loads(arguments) if isinstance(arguments, str) else None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
         return parsed
