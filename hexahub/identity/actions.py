@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hexahub.core.db import utcnow
 from hexahub.core.errors import Forbidden, NotFound
 from hexahub.identity import audit, keys, service, workspaces
 from hexahub.identity.authz import Principal, WorkspaceAccess, effective_role
@@ -84,9 +85,9 @@ async def create_workspace(
     description: str = "",
     organization_id: str | None = None,
 ) -> dict[str, Any]:
-    if principal.api_key is not None and principal.api_key.workspace_id is not None:
+    if principal.bound_workspace_id is not None:
         raise Forbidden("a key bound to one workspace cannot create workspaces")
-    if organization_id is not None and not principal.user.is_admin:
+    if organization_id is not None and not principal.is_instance_admin:
         raise Forbidden("only installation administrators choose the organisation")
     workspace = await workspaces.create_workspace(
         db, principal.user, name=name, description=description, organization_id=organization_id
@@ -316,6 +317,54 @@ async def set_group_role(
 # --- API keys ------------------------------------------------------------------------
 
 
+def key_visible(principal: Principal, key: ApiKey) -> bool:
+    """Whether the caller may see or manage `key` at all: a caller using an API key only
+    reaches keys within that key's reach (keys.within_reach); people signed in, any."""
+    return principal.api_key is None or keys.within_reach(key, principal.api_key)
+
+
+async def list_keys(
+    db: AsyncSession, principal: Principal, *, workspace_id: str | None = None
+) -> list[ApiKey]:
+    """The caller's own keys, or, with `workspace_id` (access to it already checked),
+    every key bound to that workspace; either way only those the caller may see."""
+    if workspace_id is None:
+        found = await keys.list_keys(
+            db, user_id=principal.user.id, workspace_id=principal.bound_workspace_id
+        )
+    else:
+        found = await keys.list_keys(db, workspace_id=workspace_id)
+    return [key for key in found if key_visible(principal, key)]
+
+
+def _check_mintable(
+    principal: Principal, scopes: list[str], workspace_id: str | None, expires_in_days: int | None
+) -> None:
+    """A key creates only keys no stronger than itself: no scope it lacks, no other
+    workspace (nor none) when it is bound, and no later expiry than its own."""
+    minter = principal.api_key
+    if minter is None:
+        return
+    extra = keys.expand_scopes(scopes) - principal.scopes
+    if extra:
+        raise Forbidden(f"this key cannot grant scopes it lacks: {', '.join(sorted(extra))}")
+    if minter.workspace_id is not None and workspace_id != minter.workspace_id:
+        raise Forbidden(
+            "a key bound to a workspace can only create keys bound to that workspace: "
+            f"set workspace_id to {minter.workspace_id}"
+        )
+    if minter.expires_at is not None:
+        days_left = (minter.expires_at - utcnow()).days
+        if expires_in_days is None or expires_in_days > days_left:
+            raise Forbidden(
+                f"this key expires on {minter.expires_at:%Y-%m-%d}, and a key it creates "
+                f"cannot outlive it: set expires_in_days to at most {days_left}"
+                if days_left >= 1
+                else f"this key expires on {minter.expires_at:%Y-%m-%d %H:%M} UTC, too soon "
+                "to create keys with it"
+            )
+
+
 async def create_key(
     db: AsyncSession,
     principal: Principal,
@@ -325,14 +374,7 @@ async def create_key(
     workspace_id: str | None,
     expires_in_days: int | None,
 ) -> keys.NewKey:
-    if principal.api_key is not None:
-        # A key can mint keys no stronger than itself.
-        extra = keys.expand_scopes(scopes) - principal.scopes
-        if extra:
-            raise Forbidden(f"this key cannot grant scopes it lacks: {', '.join(sorted(extra))}")
-        bound = principal.api_key.workspace_id
-        if bound is not None and workspace_id != bound:
-            raise Forbidden("a key bound to a workspace can only create keys for it")
+    _check_mintable(principal, scopes, workspace_id, expires_in_days)
     if (
         workspace_id is not None
         and await effective_role(db, workspace_id, principal.user.id) is None
@@ -360,11 +402,16 @@ async def create_key(
 
 
 async def revoke_key(db: AsyncSession, principal: Principal, key_id: str) -> ApiKey:
-    """Revoke one's own key, or, as a workspace admin, any key bound to the workspace."""
+    """Revoke one's own key, or, as a workspace admin, any key bound to the workspace;
+    with an API key, only keys within its reach."""
     key = await keys.get_key(db, key_id)
-    allowed = key.user_id == principal.user.id
-    if not allowed and key.workspace_id is not None:
-        role = await effective_role(db, key.workspace_id, principal.user.id)
+    allowed = key_visible(principal, key)
+    if allowed and key.user_id != principal.user.id:
+        role = (
+            await effective_role(db, key.workspace_id, principal.user.id)
+            if key.workspace_id is not None
+            else None
+        )
         allowed = role is not None and role.at_least(Role.admin) and principal.has_scope("admin")
     if not allowed:
         raise NotFound(f"no API key with id {key_id}")

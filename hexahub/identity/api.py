@@ -4,16 +4,16 @@ API keys and the audit log. Each route names what it needs in its signature (aut
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from hexahub.core.deps import DbSession, RuntimeDep
 from hexahub.core.errors import Forbidden, ValidationFailed
 from hexahub.core.runtime import Runtime
-from hexahub.identity import actions, audit, keys, service, sessions, workspaces
+from hexahub.core.timestamps import Timestamp
+from hexahub.identity import actions, audit, service, sessions, workspaces
 from hexahub.identity.authz import (
     Authenticated,
     AuthenticatedWriter,
@@ -23,6 +23,7 @@ from hexahub.identity.authz import (
     WorkspaceAccess,
     WorkspaceAdmin,
     WorkspaceAdminReader,
+    WorkspaceMember,
     WorkspaceOwner,
     WorkspaceReader,
     client_ip,
@@ -165,7 +166,7 @@ async def logout(
 
 @router.get("/me", summary="The signed-in user and their workspaces", tags=["me"])
 async def me(principal: Authenticated, db: DbSession) -> dict[str, Any]:
-    mine = await workspaces.workspaces_of(db, principal.user.id)
+    mine = await _my_workspaces(db, principal)
     return {
         "user": _user_out(principal.user).model_dump(),
         "auth": {
@@ -201,7 +202,12 @@ async def list_users(principal: InstanceAdminReader, db: DbSession) -> list[User
 
 
 @router.post(
-    "/users", summary="Create an account", response_model=UserOut, status_code=201, tags=["users"]
+    "/users",
+    summary="Create an account",
+    response_model=UserOut,
+    status_code=201,
+    tags=["users"],
+    responses={409: {"description": "An account with that e-mail exists already"}},
 )
 async def create_user(body: UserCreate, principal: InstanceAdmin, db: DbSession) -> UserOut:
     user = await service.create_user(
@@ -255,7 +261,13 @@ async def update_user(
     return _user_out(user)
 
 
-@router.delete("/users/{user_id}", summary="Delete an account", status_code=204, tags=["users"])
+@router.delete(
+    "/users/{user_id}",
+    summary="Delete an account",
+    status_code=204,
+    tags=["users"],
+    responses={409: {"description": "The account is the only owner of a workspace"}},
+)
 async def delete_user(user_id: str, principal: InstanceAdmin, db: DbSession) -> Response:
     user = await service.get_user(db, user_id)
     if user.id == principal.user.id:
@@ -279,9 +291,14 @@ async def delete_user(user_id: str, principal: InstanceAdmin, db: DbSession) -> 
     tags=["workspaces"],
 )
 async def list_workspaces(principal: Authenticated, db: DbSession) -> list[dict[str, Any]]:
+    return [workspaces.workspace_dict(w, r) for w, r in await _my_workspaces(db, principal)]
+
+
+async def _my_workspaces(db: DbSession, principal: Principal) -> list[tuple[Any, Role]]:
+    """The caller's workspaces; through a key bound to one workspace, that one only."""
     mine = await workspaces.workspaces_of(db, principal.user.id)
-    bound = principal.api_key.workspace_id if principal.api_key else None
-    return [workspaces.workspace_dict(w, r) for w, r in mine if bound in (None, w.id)]
+    bound = principal.bound_workspace_id
+    return [(w, r) for w, r in mine if bound in (None, w.id)]
 
 
 @router.post(
@@ -366,6 +383,7 @@ async def list_members(access: WorkspaceReader, db: DbSession) -> list[MemberOut
     response_model=MemberOut,
     status_code=201,
     tags=["members"],
+    responses={409: {"description": "The person is a member already"}},
 )
 async def add_member(body: MemberAdd, access: WorkspaceAdmin, db: DbSession) -> MemberOut:
     membership, user = await actions.add_member(db, access, email=body.email, role=Role(body.role))
@@ -402,7 +420,7 @@ async def remove_member(user_id: str, access: WorkspaceAdmin, db: DbSession) -> 
     status_code=204,
     tags=["members"],
 )
-async def leave_workspace(access: WorkspaceReader, db: DbSession) -> Response:
+async def leave_workspace(access: WorkspaceMember, db: DbSession) -> Response:
     await actions.leave_workspace(db, access)
     return Response(status_code=204)
 
@@ -449,6 +467,7 @@ async def list_groups(access: WorkspaceAdminReader, db: DbSession) -> list[dict[
     response_model=GroupOut,
     status_code=201,
     tags=["groups"],
+    responses={409: {"description": "A group of that name exists already"}},
 )
 async def create_group(body: GroupCreate, access: WorkspaceAdmin, db: DbSession) -> GroupOut:
     return await _group_out(db, await actions.create_group(db, access, body.name))
@@ -497,7 +516,7 @@ async def set_group_role(
 
 @router.get("/keys", summary="My API keys", response_model=list[KeyOut], tags=["keys"])
 async def list_my_keys(principal: Authenticated, db: DbSession) -> list[KeyOut]:
-    return [_key_out(k) for k in await keys.list_keys(db, user_id=principal.user.id)]
+    return [_key_out(k) for k in await actions.list_keys(db, principal)]
 
 
 @router.get(
@@ -507,7 +526,8 @@ async def list_my_keys(principal: Authenticated, db: DbSession) -> list[KeyOut]:
     tags=["keys"],
 )
 async def list_workspace_keys(access: WorkspaceAdminReader, db: DbSession) -> list[KeyOut]:
-    return [_key_out(k) for k in await keys.list_keys(db, workspace_id=access.workspace.id)]
+    found = await actions.list_keys(db, access.principal, workspace_id=access.workspace.id)
+    return [_key_out(k) for k in found]
 
 
 @router.post(
@@ -537,31 +557,39 @@ async def revoke_key(key_id: str, principal: AuthenticatedWriter, db: DbSession)
 
 # --- audit log -----------------------------------------------------------------------
 
-AuditFilters = dict[str, Any]
+ActionQ = Annotated[
+    str | None, Query(max_length=100, description="Exact action, or a prefix ending in '.'")
+]
+ActorQ = Annotated[str | None, Query(max_length=320)]
+OutcomeQ = Annotated[Literal["ok", "denied", "failed"] | None, Query()]
+SinceQ = Annotated[Timestamp | None, Query(description="RFC 3339 time, inclusive")]
+UntilQ = Annotated[Timestamp | None, Query(description="RFC 3339 time, exclusive")]
+LimitQ = Annotated[int, Query(ge=1, le=audit.MAX_PAGE)]
+BeforeQ = Annotated[str | None, Query(max_length=36, description="Page after this event id")]
 
 
-def _audit_filters(
-    action: str | None,
-    actor: str | None,
-    outcome: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> AuditFilters:
+def audit_filters(
+    action: ActionQ = None,
+    actor: ActorQ = None,
+    outcome: OutcomeQ = None,
+    since: SinceQ = None,
+    until: UntilQ = None,
+) -> dict[str, Any]:
+    """The filters the audit routes share, checked before anything is read: an export
+    streams, so a bad filter found once it started could only cut the stream short."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise ValidationFailed(f"{name}: give a time zone, e.g. 2026-01-31T00:00:00Z")
     return {"action": action, "actor": actor, "outcome": outcome, "since": since, "until": until}
 
 
-ActionQ = Annotated[
-    str | None, Query(max_length=100, description="Exact action, or a prefix ending in '.'")
-]
-ActorQ = Annotated[str | None, Query(max_length=320)]
-OutcomeQ = Annotated[str | None, Query(max_length=16, description="ok, denied or failed")]
-SinceQ = Annotated[datetime | None, Query(description="ISO 8601 time, inclusive")]
-UntilQ = Annotated[datetime | None, Query(description="ISO 8601 time, exclusive")]
-LimitQ = Annotated[int, Query(ge=1, le=audit.MAX_PAGE)]
-BeforeQ = Annotated[str | None, Query(max_length=36, description="Page after this event id")]
+AuditFilters = Annotated[dict[str, Any], Depends(audit_filters)]
+JSON_LINES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One audit event (as in the list) per line",
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def _jsonl(runtime: Runtime, filename: str, **filters: Any) -> StreamingResponse:
@@ -589,20 +617,12 @@ def _jsonl(runtime: Runtime, filename: str, **filters: Any) -> StreamingResponse
 async def workspace_audit(
     access: WorkspaceAdminReader,
     db: DbSession,
-    action: ActionQ = None,
-    actor: ActorQ = None,
-    outcome: OutcomeQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
+    filters: AuditFilters,
     limit: LimitQ = 100,
     before: BeforeQ = None,
 ) -> list[dict[str, Any]]:
     events = await audit.query(
-        db,
-        workspace_ids=[access.workspace.id],
-        limit=limit,
-        before_id=before,
-        **_audit_filters(action, actor, outcome, since, until),
+        db, workspace_ids=[access.workspace.id], limit=limit, before_id=before, **filters
     )
     return [audit.as_dict(e) for e in events]
 
@@ -611,21 +631,17 @@ async def workspace_audit(
     "/workspaces/{workspace_id}/audit/export",
     summary="The workspace's audit log as JSON lines",
     tags=["audit"],
+    response_class=StreamingResponse,
+    responses=JSON_LINES,
 )
 async def workspace_audit_export(
-    access: WorkspaceAdminReader,
-    runtime: RuntimeDep,
-    action: ActionQ = None,
-    actor: ActorQ = None,
-    outcome: OutcomeQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
+    access: WorkspaceAdminReader, runtime: RuntimeDep, filters: AuditFilters
 ) -> StreamingResponse:
     return _jsonl(
         runtime,
         f"audit-{access.workspace.slug}.jsonl",
         workspace_ids=[access.workspace.id],
-        **_audit_filters(action, actor, outcome, since, until),
+        **filters,
     )
 
 
@@ -638,31 +654,25 @@ async def workspace_audit_export(
 async def instance_audit(
     principal: InstanceAdminReader,
     db: DbSession,
-    action: ActionQ = None,
-    actor: ActorQ = None,
-    outcome: OutcomeQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
+    filters: AuditFilters,
     limit: LimitQ = 100,
     before: BeforeQ = None,
 ) -> list[dict[str, Any]]:
-    events = await audit.query(
-        db, limit=limit, before_id=before, **_audit_filters(action, actor, outcome, since, until)
-    )
+    events = await audit.query(db, limit=limit, before_id=before, **filters)
     return [audit.as_dict(e) for e in events]
 
 
-@router.get("/audit/export", summary="The whole audit log as JSON lines", tags=["audit"])
+@router.get(
+    "/audit/export",
+    summary="The whole audit log as JSON lines",
+    tags=["audit"],
+    response_class=StreamingResponse,
+    responses=JSON_LINES,
+)
 async def instance_audit_export(
-    principal: InstanceAdminReader,
-    runtime: RuntimeDep,
-    action: ActionQ = None,
-    actor: ActorQ = None,
-    outcome: OutcomeQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
+    principal: InstanceAdminReader, runtime: RuntimeDep, filters: AuditFilters
 ) -> StreamingResponse:
-    return _jsonl(runtime, "audit.jsonl", **_audit_filters(action, actor, outcome, since, until))
+    return _jsonl(runtime, "audit.jsonl", **filters)
 
 
 __all__ = ["Principal", "WorkspaceAccess", "router"]

@@ -23,7 +23,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +69,17 @@ class Principal:
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
 
+    @property
+    def bound_workspace_id(self) -> str | None:
+        """The workspace the caller's API key is bound to, if it is bound to one."""
+        return self.api_key.workspace_id if self.api_key is not None else None
+
+    @property
+    def is_instance_admin(self) -> bool:
+        """An installation administrator acting as one. A key bound to one workspace
+        carries none of that power, whoever owns it."""
+        return self.user.is_admin and self.bound_workspace_id is None
+
 
 @dataclass
 class WorkspaceAccess:
@@ -80,8 +92,15 @@ class WorkspaceAccess:
         return self.principal.user
 
 
+# The address columns' width. Behind a trusted proxy the address is whatever text the
+# proxy forwarded, and a longer one must not make an audit write fail.
+MAX_IP_CHARS = 64
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The client's address: the peer's, or the one a trusted proxy forwarded (uvicorn
+    believes X-Forwarded-For only from HEXAHUB_FORWARDED_ALLOW_IPS, see hexahub.cli)."""
+    return request.client.host[:MAX_IP_CHARS] if request.client else ""
 
 
 def bearer_credential(request: Request) -> str | None:
@@ -155,18 +174,51 @@ def _scope_error(principal: Principal, scope: str) -> Forbidden:
     return Forbidden(f"this API key lacks the `{scope}` scope (it has: {have})")
 
 
-def require_user(scope: str = "read") -> Any:
-    async def dependency(request: Request, db: AsyncSession = Depends(get_db)) -> Principal:
+# The ways to authenticate, named for the OpenAPI document of each route that needs a
+# caller. identify() reads the credentials itself, so these never refuse anything.
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (hh_...) or an access token from POST /api/auth/login",
+)
+_API_KEY = APIKeyHeader(
+    name="x-api-key", auto_error=False, scheme_name="apiKey", description="An API key"
+)
+_SESSION = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description=f"The web UI's sign-in; a request that changes something repeats the "
+    f"{CSRF_COOKIE} cookie in the X-CSRF-Token header",
+)
+
+
+async def credentials(
+    _bearer: Any = Security(_BEARER),
+    _api_key: Any = Security(_API_KEY),
+    _session: Any = Security(_SESSION),
+) -> None:
+    """Depend on this where a route identifies its caller without require_user."""
+
+
+def require_user(*scopes: str) -> Any:
+    """A signed-in caller holding every one of `scopes` (default: `read`)."""
+    needed = scopes or ("read",)
+
+    async def dependency(
+        request: Request, db: AsyncSession = Depends(get_db), _: None = Depends(credentials)
+    ) -> Principal:
         principal = await identify(request, db)
         if principal is None:
             raise Unauthenticated(
                 "sign in, or send an API key or access token in the Authorization header",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        check_scope(principal, scope)
+        for scope in needed:
+            check_scope(principal, scope)
         return principal
 
-    dependency.__name__ = f"require_user_{scope}"
+    dependency.__name__ = f"require_user_{'_'.join(needed)}"
     return dependency
 
 
@@ -176,7 +228,7 @@ def require_instance_admin(scope: str = "admin") -> Any:
         db: AsyncSession = Depends(get_db),
         principal: Principal = Depends(require_user(scope)),
     ) -> Principal:
-        if not principal.user.is_admin:
+        if not principal.is_instance_admin:
             await audit.record_now(
                 db,
                 "access.denied",
@@ -184,6 +236,11 @@ def require_instance_admin(scope: str = "admin") -> Any:
                 outcome="denied",
                 details={"needs": "instance admin", "path": request.url.path},
             )
+            if principal.user.is_admin:
+                raise Forbidden(
+                    "this API key is bound to one workspace, so it cannot act on the whole "
+                    "installation; use an unbound key or sign in"
+                )
             raise Forbidden("only administrators of this HexaHub installation may do this")
         return principal
 
@@ -214,10 +271,7 @@ async def workspace_access(
     path: str = "",
 ) -> WorkspaceAccess:
     """Check `principal` may act in a workspace with at least `minimum` and `scope`."""
-    if principal.api_key is not None and principal.api_key.workspace_id not in (
-        None,
-        workspace_id,
-    ):
+    if principal.bound_workspace_id not in (None, workspace_id):
         raise NotFound(f"no workspace with id {workspace_id}")
     workspace = await db.get(Workspace, workspace_id)
     role = await effective_role(db, workspace_id, principal.user.id) if workspace else None
@@ -253,8 +307,8 @@ async def chosen_workspace(
     caller plainly means: the workspace its API key is bound to, else their only one.
     Routes such as /api/repos and /api/conversations take `workspace_id` this way."""
     if not workspace_id:
-        if principal.api_key is not None and principal.api_key.workspace_id:
-            workspace_id = principal.api_key.workspace_id
+        if principal.bound_workspace_id is not None:
+            workspace_id = principal.bound_workspace_id
         else:
             own = select(Membership.workspace_id).where(Membership.user_id == principal.user.id)
             via_groups = (
@@ -298,6 +352,8 @@ AuthenticatedWriter = Annotated[Principal, Depends(require_user("write"))]
 InstanceAdmin = Annotated[Principal, Depends(require_instance_admin())]
 InstanceAdminReader = Annotated[Principal, Depends(require_instance_admin("read"))]
 WorkspaceReader = Annotated[WorkspaceAccess, Depends(require_workspace(Role.viewer, "read"))]
+# Any member acting on their own membership (leaving): a change, so `write`.
+WorkspaceMember = Annotated[WorkspaceAccess, Depends(require_workspace(Role.viewer, "write"))]
 WorkspaceWriter = Annotated[WorkspaceAccess, Depends(require_workspace(Role.member, "write"))]
 WorkspaceAdmin = Annotated[WorkspaceAccess, Depends(require_workspace(Role.admin, "admin"))]
 WorkspaceAdminReader = Annotated[WorkspaceAccess, Depends(require_workspace(Role.admin, "read"))]

@@ -46,6 +46,15 @@ def expand_scopes(scopes: list[str] | set[str]) -> set[str]:
     return granted
 
 
+def within_reach(key: ApiKey, of: ApiKey) -> bool:
+    """Whether `key` reaches no further than `of`: no scope `of` lacks, and, when `of` is
+    bound to a workspace, bound to that same workspace. A key sees and manages only keys
+    within its reach, so a key cannot be used to look up or revoke stronger ones."""
+    if of.workspace_id is not None and key.workspace_id != of.workspace_id:
+        return False
+    return expand_scopes(key.scopes) <= expand_scopes(of.scopes)
+
+
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 

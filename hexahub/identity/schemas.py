@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from hexahub.core.bodies import JsonBody
+from hexahub.core.openapi import NOT_BLANK, SPACE
 
 RoleName = Literal["viewer", "member", "admin", "owner"]
 GrantableRole = Literal["viewer", "member", "admin"]
 ScopeName = Literal["read", "write", "admin", "gateway"]
+# What service.normalise_email accepts, before it trims and lower-cases the address.
+EMAIL: dict[str, Any] = {
+    "pattern": f"^[{SPACE}]*[^@{SPACE}]{{1,64}}@[^@{SPACE}]{{1,255}}[{SPACE}]*$"
+}
+# service.check_password_rules
+NEW_PASSWORD: dict[str, Any] = {"minLength": 10}
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+class Body(JsonBody):
+    model_config = ConfigDict(str_max_length=4096)
 
 
 class LoginRequest(Body):
@@ -53,12 +62,17 @@ class MeUpdate(Body):
 
 class PasswordChange(Body):
     current_password: str | None = Field(default=None, max_length=1024)
-    new_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024, json_schema_extra=NEW_PASSWORD)
 
 
 class UserCreate(Body):
-    email: str = Field(max_length=320)
-    password: str | None = Field(default=None, max_length=1024)
+    email: str = Field(max_length=320, json_schema_extra=EMAIL)
+    password: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="None: the person signs in through single sign-on only",
+        json_schema_extra=NEW_PASSWORD,
+    )
     display_name: str = Field(default="", max_length=200)
     is_admin: bool = False
 
@@ -70,13 +84,13 @@ class UserUpdate(Body):
 
 
 class WorkspaceCreate(Body):
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=200, json_schema_extra=NOT_BLANK)
     description: str = Field(default="", max_length=2000)
     organization_id: str | None = Field(default=None, max_length=36)
 
 
 class WorkspaceUpdate(Body):
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200, json_schema_extra=NOT_BLANK)
     description: str | None = Field(default=None, max_length=2000)
 
 
@@ -112,7 +126,7 @@ class OwnershipTransfer(Body):
 
 
 class GroupCreate(Body):
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=200, json_schema_extra=NOT_BLANK)
 
 
 class GroupOut(BaseModel):
@@ -131,7 +145,7 @@ class GroupRoleSet(Body):
 
 
 class KeyCreate(Body):
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=200, json_schema_extra=NOT_BLANK)
     scopes: list[ScopeName] = Field(min_length=1, max_length=4)
     workspace_id: str | None = Field(default=None, max_length=36)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)

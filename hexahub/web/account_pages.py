@@ -64,7 +64,7 @@ async def _keys_page(
         request,
         "keys.html",
         {
-            "keys": await keys.list_keys(db, user_id=principal.user.id),
+            "keys": await actions.list_keys(db, principal),
             "workspace_names": names,
             "workspaces": [workspace for workspace, _ in mine],
             "scopes": keys.SCOPES,

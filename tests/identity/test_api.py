@@ -454,6 +454,33 @@ async def test_instance_audit_is_for_admins_only(
     assert naive.status_code == 422
 
 
+@pytest.mark.parametrize("route", ["list", "export"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"outcome": "bogus"},
+        {"since": "2026-01-01T00:00:00"},  # no time zone
+        {"until": "yesterday"},
+        {"action": "x" * 101},
+    ],
+)
+async def test_bad_audit_filters_are_refused_before_anything_is_read(
+    app_client: httpx.AsyncClient, alice: Person, route: str, params: dict[str, str]
+):
+    """The exports stream: a filter found bad once streaming began could only cut the
+    connection. Both logs, listed or exported, answer 422 in the error shape first."""
+    suffix = "/export" if route == "export" else ""
+    for base in ("/api/audit", f"/api/workspaces/{alice.workspace_id}/audit"):
+        response = await app_client.get(base + suffix, headers=alice.headers, params=params)
+        assert response.status_code == 422, (base, response.text)
+        assert response.json()["error"]["code"] == "validation_error"
+        assert next(iter(params)) in response.json()["error"]["message"]
+    good = await app_client.get(
+        f"/api/audit{suffix}", headers=alice.headers, params={"outcome": "denied"}
+    )
+    assert good.status_code == 200
+
+
 async def test_second_person_signs_in_separately(app_client: httpx.AsyncClient, bob: Person):
     await sign_in(app_client, bob)
     me = await app_client.get("/api/me", headers=bob.headers)
