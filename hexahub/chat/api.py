@@ -163,7 +163,7 @@ async def list_conversations(
         str | None, Query(max_length=service.MAX_SEARCH, description="Search titles and text")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ConversationList:
     access = await chosen_workspace(
         db, principal, workspace_id, Role.viewer, "read", path=request.url.path

@@ -100,6 +100,9 @@ class Message(IdMixin, Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # An answer: how many earlier messages did not fit the model's context window and were
+    # not sent (the oldest ones; hexahub.chat.history).
+    left_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # [{number, repo_id, repo_name, path, start_line, end_line, url}, ...]
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
     # The answer this one replaced (regenerate, edit-and-resend); that row is gone.

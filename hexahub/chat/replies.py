@@ -16,7 +16,9 @@ conversation's owner (with at least the member role) talks in it (hexahub.chat.s
     "error", ...}; `await reply.finish()` runs it to the end and returns the answer.
     Regenerating, or editing a user message, replaces the messages after that point.
     Repository context is added when the conversation asks for it, or for the
-    repositories a message names as @name.
+    repositories a message names as @name. What is sent is sized for the model's context
+    window (hexahub.chat.history); an answer's `left_out` says how many earlier messages
+    did not fit.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hexahub.chat import history
+from hexahub.chat.history import Budget, Turn
 from hexahub.chat.models import Conversation, Message, MessageRole, MessageStatus
 from hexahub.chat.service import (
     ConversationAccess,
@@ -55,13 +59,20 @@ from hexahub.core.errors import Conflict, HexaHubError, NotFound, ValidationFail
 from hexahub.gateway import callers
 from hexahub.gateway.engine import CallContext, Gateway, TextStreamEnd
 from hexahub.gateway.providers.base import JSON
+from hexahub.gateway.service import context_window
+from hexahub.gateway.tokens import estimate_text_tokens
 from hexahub.identity.authz import Principal, WorkspaceAccess
+
+if TYPE_CHECKING:
+    from hexahub.context.answers import Retrieved
 
 log = logging.getLogger("hexahub.chat")
 
 MAX_CONTENT = 100_000  # characters in one message
-# How much of a long conversation goes to the model: the newest messages that fit.
-HISTORY_CHARS = 60_000
+# Repository passages for one answer, at most; fewer when the model's window is small.
+MAX_PASSAGES = 8
+# A passage's own line (where it is from) and code fence around its text.
+PASSAGE_FRAME_CHARS = 160
 # A streaming answer not written for this long was cut off; it no longer blocks others.
 STALE_STREAM = timedelta(minutes=15)
 # At start, a streaming answer not written for this long (well over SAVE_EVERY_SECONDS,
@@ -111,7 +122,8 @@ async def start_conversation(
     the conversation, the message and the answer's row are stored in one transaction."""
     require_member(access)
     content = _check_content(content)
-    conversation = new_conversation(
+    conversation = await new_conversation(
+        db,
         gateway,
         access,
         title=title,
@@ -162,29 +174,6 @@ async def _call_context(
     return ctx
 
 
-def _history(conversation: Conversation, messages: list[Message]) -> list[JSON]:
-    """What the model is sent: the system prompt, then the newest messages that fit in
-    HISTORY_CHARS (always the last one). Failed answers and empty ones are left out."""
-    usable = [
-        m
-        for m in messages
-        if m.role != MessageRole.assistant
-        or (m.status in (MessageStatus.complete, MessageStatus.stopped) and m.content)
-    ]
-    chosen: list[JSON] = []
-    used = 0
-    for message in reversed(usable):
-        used += len(message.content)
-        if chosen and used > HISTORY_CHARS:
-            break
-        chosen.append({"role": message.role, "content": message.content})
-    chosen.reverse()
-    head: list[JSON] = []
-    if conversation.system_prompt:
-        head.append({"role": "system", "content": conversation.system_prompt})
-    return head + chosen
-
-
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][\w.-]{0,99})")
 
 
@@ -224,7 +213,7 @@ async def _reply(
     conversation = target.conversation
     conversation.updated_at = utcnow()
     messages = await get_messages(db, target)
-    history = _history(conversation, messages)
+    turns = history.turns_of(messages)
     # The answer's row is stored with the question, so its place in the conversation is
     # taken at once and a second message meanwhile is refused (an answer is streaming).
     answer = Message(
@@ -253,7 +242,9 @@ async def _reply(
         conversation_id=conversation.id,
         workspace_id=conversation.workspace_id,
         model=model,
-        history=history,
+        turns=turns,
+        system_prompt=conversation.system_prompt,
+        window=context_window(gateway.router.snapshot, model),
         question=question,
         use_repo_context=conversation.use_repo_context,
         repo_ids=list(conversation.repo_ids) if conversation.repo_ids else None,
@@ -450,6 +441,7 @@ class _Progress:
     cost_usd: float = 0.0
     ttft_ms: float | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
+    left_out: int = 0
 
     def take_usage(self, end: TextStreamEnd) -> None:
         """The model call's usage and cost, however it ended (a stopped answer included)."""
@@ -479,7 +471,9 @@ class Reply:
         conversation_id: str,
         workspace_id: str,
         model: str,
-        history: list[JSON],
+        turns: list[Turn],
+        system_prompt: str,
+        window: int,
         question: str,
         use_repo_context: bool,
         repo_ids: list[str] | None,
@@ -492,7 +486,9 @@ class Reply:
         self.conversation_id = conversation_id
         self.workspace_id = workspace_id
         self.model = model
-        self.history = history
+        self.turns = turns
+        self.system_prompt = system_prompt
+        self.window = window
         self.question = question
         self.use_repo_context = use_repo_context
         self.principal = principal
@@ -527,6 +523,7 @@ class Reply:
                 return None
             row.content = "".join(progress.text)
             row.citations = progress.citations
+            row.left_out = progress.left_out
             if final:
                 row.status = progress.status
                 row.error = progress.error
@@ -540,8 +537,8 @@ class Reply:
             await db.commit()
             return message_dict(row)
 
-    async def _context(self, progress: _Progress, messages: list[JSON]) -> list[JSON]:
-        """`messages` with the repository passages that fit the question, when found.
+    async def _context(self, progress: _Progress, limit: int) -> Retrieved | None:
+        """At most `limit` repository passages that fit the question, when found.
 
         Repositories named as @name in the question are searched first; when those names
         are no repositories, the conversation's own choice (if it uses context at all)."""
@@ -563,6 +560,7 @@ class Reply:
                         self.workspace_id,
                         self.question,
                         repo_ids=repo_ids,
+                        limit=limit,
                         principal=self.principal,
                     )
             except HexaHubError as exc:
@@ -571,10 +569,33 @@ class Reply:
             except Exception:
                 # An answer without context beats no answer; the log says what went wrong.
                 log.exception("repository context for a chat answer failed")
-                return messages
+                return None
             progress.citations = [dataclasses.asdict(c) for c in found.citations]
-            return answers.messages_with_context(found, messages)
-        return messages
+            return found
+        return None
+
+    async def _messages(self, progress: _Progress) -> list[JSON]:
+        """What the model is sent, sized for its context window: the system prompt and the
+        question, repository passages (when asked for) and as many earlier turns as fit."""
+        from hexahub.context import answers
+
+        budget = Budget.for_window(self.window, self.system_prompt, self.turns[-1].content)
+        found = None
+        if self.use_repo_context or mentions(self.question):
+            frame = history.message_tokens(answers.INSTRUCTIONS)
+            per_passage = estimate_text_tokens(answers.PASSAGE_CHARS + PASSAGE_FRAME_CHARS)
+            limit = budget.passages_limit(per_passage, MAX_PASSAGES, overhead=frame)
+            if limit:
+                found = await self._context(progress, limit)
+            else:
+                log.info("no room for repository passages in %s's window", self.model)
+            if found is not None and found.prompt:
+                budget.take(history.message_tokens(found.prompt))
+        fitted = history.fit(budget, self.system_prompt, self.turns)
+        progress.left_out = len(fitted.left_out)
+        if found is None:
+            return fitted.messages
+        return answers.messages_with_context(found, fitted.messages)
 
     async def _stop_requested(self) -> bool:
         return await self.gateway.runtime.shared.get(STOP_KEY + self.message_id) is not None
@@ -586,11 +607,9 @@ class Reply:
         pump: asyncio.Task[None] | None = None
         final: dict[str, Any] | None = None
         try:
-            messages = list(self.history)
-            if self.use_repo_context or mentions(self.question):
-                messages = await self._context(progress, messages)
-                if progress.citations:
-                    yield {"type": "context", "citations": progress.citations}
+            messages = await self._messages(progress)
+            if progress.citations:
+                yield {"type": "context", "citations": progress.citations}
             ctx.started, ctx.upstream_seconds = time.perf_counter(), 0.0
             # The model is read by a task of its own, so a stop request is seen even while
             # the model is silent, and stopping is cancelling that task.

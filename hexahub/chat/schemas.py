@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from hexahub.chat.models import MAX_DESCRIPTION, MAX_MODEL, MAX_TEMPLATE_NAME, MAX_TITLE
 from hexahub.chat.replies import MAX_CONTENT
 from hexahub.chat.service import MAX_REPO_IDS, MAX_SYSTEM_PROMPT
 from hexahub.chat.templates import MAX_TEMPLATE_BODY
+from hexahub.core.bodies import JsonBody
+from hexahub.core.openapi import NOT_BLANK
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(JsonBody):
+    pass
 
 
 class Citation(BaseModel):
@@ -41,6 +43,12 @@ class MessageOut(BaseModel):
     cost_usd: float
     ttft_ms: float | None
     citations: list[Citation]
+    left_out: int = Field(
+        0,
+        description="An answer: how many earlier messages of the conversation did not fit the "
+        "model's context window and were not sent to it (the oldest ones; failed answers "
+        "are never sent and not counted)",
+    )
     replaces_id: str | None = Field(
         description="The answer this one replaced (regenerate, edit-and-resend)"
     )
@@ -103,7 +111,7 @@ class ConversationUpdate(Strict):
 
 
 class MessageCreate(Strict):
-    content: str = Field(max_length=MAX_CONTENT)
+    content: str = Field(max_length=MAX_CONTENT, json_schema_extra=NOT_BLANK)
     model: str | None = Field(None, max_length=MAX_MODEL)
     stream: bool = Field(False, description="Answer as text/event-stream events")
 
@@ -135,14 +143,14 @@ class TemplateOut(BaseModel):
 
 class TemplateCreate(Strict):
     workspace_id: str | None = None
-    name: str = Field(max_length=MAX_TEMPLATE_NAME)
-    body: str = Field(max_length=MAX_TEMPLATE_BODY)
+    name: str = Field(max_length=MAX_TEMPLATE_NAME, json_schema_extra=NOT_BLANK)
+    body: str = Field(max_length=MAX_TEMPLATE_BODY, json_schema_extra=NOT_BLANK)
     description: str = Field("", max_length=MAX_DESCRIPTION)
 
 
 class TemplateUpdate(Strict):
-    name: str | None = Field(None, max_length=MAX_TEMPLATE_NAME)
-    body: str | None = Field(None, max_length=MAX_TEMPLATE_BODY)
+    name: str | None = Field(None, max_length=MAX_TEMPLATE_NAME, json_schema_extra=NOT_BLANK)
+    body: str | None = Field(None, max_length=MAX_TEMPLATE_BODY, json_schema_extra=NOT_BLANK)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
 
 

@@ -15,6 +15,7 @@ Conversations (a WorkspaceAccess comes from authz.chosen_workspace / workspace_a
     list_conversations(db, access, *, q=None, limit=50, offset=0) -> ConversationPage
     create_conversation(db, gateway, access, *, title="", model="", system_prompt="",
                         use_repo_context=False, repo_ids=None) -> Conversation
+        # repo_ids: repositories of the conversation's workspace (404 for any other id)
     get_messages(db, target) -> list[Message]
     update_conversation(db, gateway, target, *, title=UNSET, model=UNSET,
                         system_prompt=UNSET, pinned=UNSET, shared=UNSET,
@@ -40,6 +41,7 @@ from sqlalchemy import and_, case, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hexahub.chat.models import MAX_MODEL, MAX_TITLE, Conversation, Message, PromptTemplate
+from hexahub.context import service as context_service
 from hexahub.core.db import new_id
 from hexahub.core.errors import Forbidden, NotFound, ValidationFailed
 from hexahub.gateway.engine import Gateway
@@ -217,6 +219,7 @@ def message_dict(message: Message) -> dict[str, Any]:
         "cost_usd": message.cost_usd,
         "ttft_ms": message.ttft_ms,
         "citations": list(message.citations or []),
+        "left_out": message.left_out or 0,
         "replaces_id": message.replaces_id,
         "edited_at": message.edited_at,
         "created_at": message.created_at,
@@ -245,7 +248,12 @@ def _check_system_prompt(text: str) -> str:
     return text
 
 
-def _check_repo_ids(repo_ids: list[str] | None) -> list[str] | None:
+async def check_repo_ids(
+    db: AsyncSession, workspace_id: str, repo_ids: list[str] | None
+) -> list[str] | None:
+    """`repo_ids` without repeats, each a repository of the workspace (None: all of them).
+    An id of another workspace's repository, or of none, is a 404 like any unknown object,
+    so a conversation can never point at code its workspace does not hold."""
     if repo_ids is None:
         return None
     if len(repo_ids) > MAX_REPO_IDS:
@@ -256,6 +264,11 @@ def _check_repo_ids(repo_ids: list[str] | None) -> list[str] | None:
             raise ValidationFailed(f"repo_ids: {repo_id!r} is not a repository id")
         if repo_id not in cleaned:
             cleaned.append(repo_id)
+    if cleaned:
+        known = {repo.id for repo in await context_service.list_repos(db, workspace_id)}
+        unknown = next((repo_id for repo_id in cleaned if repo_id not in known), None)
+        if unknown is not None:
+            raise NotFound(f"repo_ids: no repository with id {unknown!r} in this workspace")
     return cleaned
 
 
@@ -369,7 +382,8 @@ async def create_conversation(
     """A new conversation of the caller's in `access.workspace` (members and up). An empty
     title is filled from the first message; an empty model means the default chat model."""
     require_member(access)
-    conversation = new_conversation(
+    conversation = await new_conversation(
+        db,
         gateway,
         access,
         title=title,
@@ -383,7 +397,8 @@ async def create_conversation(
     return conversation
 
 
-def new_conversation(
+async def new_conversation(
+    db: AsyncSession,
     gateway: Gateway,
     access: WorkspaceAccess,
     *,
@@ -404,7 +419,7 @@ def new_conversation(
         model=check_model(gateway, model) if model else "",
         system_prompt=_check_system_prompt(system_prompt),
         use_repo_context=use_repo_context,
-        repo_ids=_check_repo_ids(repo_ids),
+        repo_ids=await check_repo_ids(db, access.workspace.id, repo_ids),
         pinned=False,
         shared=False,
     )
@@ -451,7 +466,7 @@ async def update_conversation(
     if use_repo_context is not UNSET:
         changes["use_repo_context"] = bool(use_repo_context)
     if repo_ids is not UNSET:
-        changes["repo_ids"] = _check_repo_ids(repo_ids)
+        changes["repo_ids"] = await check_repo_ids(db, conversation.workspace_id, repo_ids)
     was_shared = conversation.shared
     for name, value in changes.items():
         setattr(conversation, name, value)
@@ -497,7 +512,8 @@ async def set_repo_context(
     repo_ids: list[str] | None = None,
 ) -> Conversation:
     require_change(target)
-    target.conversation.repo_ids = _check_repo_ids(repo_ids)
+    checked = await check_repo_ids(db, target.conversation.workspace_id, repo_ids)
+    target.conversation.repo_ids = checked
     target.conversation.use_repo_context = enabled
     await db.commit()
     return target.conversation

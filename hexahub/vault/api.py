@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 
 from hexahub.core.db import utcnow
@@ -25,6 +26,7 @@ from hexahub.identity.authz import (
     WorkspaceAccess,
     WorkspaceAdmin,
     WorkspaceAdminReader,
+    credentials,
     identify,
     workspace_access,
 )
@@ -63,7 +65,9 @@ router = APIRouter(
 )
 
 
-async def vault_access(request: Request, workspace_id: str, db: DbSession) -> WorkspaceAccess:
+async def vault_access(
+    request: Request, workspace_id: str, db: DbSession, _: None = Depends(credentials)
+) -> WorkspaceAccess:
     """Any role in the workspace; the vault's policies decide the rest. Refusals here
     (no role, an API key without even the read scope) are audited too."""
     principal = await identify(request, db)
@@ -90,6 +94,7 @@ async def vault_access(request: Request, workspace_id: str, db: DbSession) -> Wo
 
 
 SecretsAccess = Annotated[WorkspaceAccess, Depends(vault_access)]
+SecretPath = Annotated[str, PathParam(json_schema_extra=policies.PATH_SCHEMA)]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -126,7 +131,14 @@ def _expiry(body: SecretWrite) -> Any:
 async def list_secrets(
     access: SecretsAccess,
     db: DbSession,
-    prefix: Annotated[str, Query(max_length=512, description="Only at or under this path")] = "",
+    prefix: Annotated[
+        str,
+        Query(
+            max_length=512,
+            description="Only at or under this path",
+            json_schema_extra=policies.PREFIX_SCHEMA,
+        ),
+    ] = "",
     deleted: Annotated[bool, Query(description="Include soft-deleted secrets")] = False,
 ) -> list[SecretOut]:
     workspace_id = access.workspace.id
@@ -138,12 +150,14 @@ async def list_secrets(
 
 @router.get("/data/{path:path}", summary="Read a secret's value (audited)")
 async def read_secret(
-    path: str,
+    path: SecretPath,
     access: SecretsAccess,
     db: DbSession,
     runtime: RuntimeDep,
     response: Response,
-    version: Annotated[int | None, Query(ge=1, description="Default: the current one")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=1_000_000_000, description="Default: the current one")
+    ] = None,
 ) -> SecretData:
     workspace_id = access.workspace.id
     read = await service.read_secret(
@@ -161,7 +175,7 @@ async def read_secret(
 
 @router.put("/data/{path:path}", summary="Write a new version (check-and-set with `cas`)")
 async def write_secret(
-    path: str, body: SecretWrite, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
+    path: SecretPath, body: SecretWrite, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
 ) -> Written:
     workspace_id = access.workspace.id
     row = await service.write_secret(
@@ -184,7 +198,7 @@ async def write_secret(
     "/data/{path:path}", summary="Set or remove some keys, keeping the others (a new version)"
 )
 async def patch_secret(
-    path: str, body: SecretPatch, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
+    path: SecretPath, body: SecretPatch, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
 ) -> Written:
     workspace_id = access.workspace.id
     row = await service.write_secret(
@@ -207,13 +221,13 @@ async def patch_secret(
 @router.delete(
     "/data/{path:path}", summary="Delete a secret (soft: undelete restores it)", status_code=204
 )
-async def delete_secret(path: str, access: SecretsAccess, db: DbSession) -> Response:
+async def delete_secret(path: SecretPath, access: SecretsAccess, db: DbSession) -> Response:
     await service.delete_secret(db, Caller.of(access), access.workspace.id, path)
     return Response(status_code=204)
 
 
 @router.post("/undelete/{path:path}", summary="Restore a soft-deleted secret")
-async def undelete_secret(path: str, access: SecretsAccess, db: DbSession) -> SecretOut:
+async def undelete_secret(path: SecretPath, access: SecretsAccess, db: DbSession) -> SecretOut:
     workspace_id = access.workspace.id
     caller = Caller.of(access)
     await service.undelete_secret(db, caller, workspace_id, path)
@@ -226,13 +240,15 @@ async def undelete_secret(path: str, access: SecretsAccess, db: DbSession) -> Se
     summary="Destroy a secret and every version for good (owners and admins)",
     status_code=204,
 )
-async def destroy_secret(path: str, access: SecretsAccess, db: DbSession) -> Response:
+async def destroy_secret(path: SecretPath, access: SecretsAccess, db: DbSession) -> Response:
     await service.destroy_secret(db, Caller.of(access), access.workspace.id, path)
     return Response(status_code=204)
 
 
 @router.get("/metadata/{path:path}", summary="A secret's metadata and version history")
-async def secret_metadata(path: str, access: SecretsAccess, db: DbSession) -> SecretMetadataOut:
+async def secret_metadata(
+    path: SecretPath, access: SecretsAccess, db: DbSession
+) -> SecretMetadataOut:
     secret, versions = await service.describe_secret(
         db, Caller.of(access), access.workspace.id, path
     )
@@ -244,7 +260,7 @@ async def secret_metadata(path: str, access: SecretsAccess, db: DbSession) -> Se
 
 @router.patch("/metadata/{path:path}", summary="Change a secret's owner, tags or rotation date")
 async def update_metadata(
-    path: str, body: MetadataUpdate, access: SecretsAccess, db: DbSession
+    path: SecretPath, body: MetadataUpdate, access: SecretsAccess, db: DbSession
 ) -> SecretOut:
     workspace_id = access.workspace.id
     caller = Caller.of(access)
@@ -264,7 +280,7 @@ async def update_metadata(
     summary="Store a .env file's variables as one secret's keys (warns about leaked files)",
 )
 async def import_env(
-    path: str, body: EnvImport, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
+    path: SecretPath, body: EnvImport, access: SecretsAccess, db: DbSession, runtime: RuntimeDep
 ) -> Imported:
     workspace_id = access.workspace.id
     result = await service.import_env(
@@ -293,7 +309,12 @@ async def export_env(
     access: SecretsAccess,
     db: DbSession,
     runtime: RuntimeDep,
-    prefix: Annotated[str, Query(max_length=512, description="A path or a prefix")],
+    prefix: Annotated[
+        str,
+        Query(
+            max_length=512, description="A path or a prefix", json_schema_extra=policies.PATH_SCHEMA
+        ),
+    ],
 ) -> PlainTextResponse:
     text = await service.export_env(
         db, runtime.settings, Caller.of(access), access.workspace.id, prefix

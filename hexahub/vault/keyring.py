@@ -11,6 +11,12 @@ guesses and never returns what a wrong key would produce: AES-GCM's tag refuses 
 
 The key file is re-read when it changes on disk, so `hexahub vault rotate-master` run beside
 a live server takes effect there without a restart.
+
+The vault's first use creates the key file, and it is made atomic with the first secret
+stored under it: whoever finds no key holds a database lock (an advisory lock on
+PostgreSQL, the write lock on SQLite) until its transaction ends, so among every process
+sharing the database (replicas, workers, the CLI) one creates the key and stores under it
+while the others wait, then find the key, or find secrets without it and stay locked.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hexahub.core.db import utcnow
@@ -43,6 +49,11 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 ENV_NAME = f"{ENV_PREFIX}VAULT_MASTER_KEY"
 _ID_LABEL = b"hexahub vault master key id"
+# PostgreSQL advisory lock held while the vault's first key is made (any fixed 64-bit number
+# no other lock of HexaHub's uses).
+FIRST_USE_LOCK = int.from_bytes(
+    hashlib.sha256(b"hexahub vault first use").digest()[:8], "big", signed=True
+)
 _SEPARATORS = re.compile(r"[\s,]+")
 
 FILE_HEADER = """\
@@ -329,22 +340,49 @@ async def stored_key_count(db: AsyncSession) -> int:
     return int(await db.scalar(select(func.count()).select_from(VaultSecretVersion)) or 0)
 
 
+async def lock_first_use(db: AsyncSession) -> None:
+    """Serialise the vault's first use across every process sharing the database, until
+    the caller's transaction ends (its commit stores the first secret, or it rolls back)."""
+    backend = db.get_bind().dialect.name
+    if backend == "postgresql":
+        await db.execute(select(func.pg_advisory_xact_lock(FIRST_USE_LOCK)))
+    elif backend == "sqlite":
+        # An update that matches nothing still begins SQLite's write transaction, as BEGIN
+        # IMMEDIATE would: other writers wait for it (busy_timeout) until it ends.
+        await db.execute(
+            update(VaultSecretVersion)
+            .where(false())
+            .values(version=VaultSecretVersion.version)
+            .execution_options(synchronize_session=False)
+        )
+
+
 async def open_keyring(db: AsyncSession, settings: Settings) -> Keyring:
     """The keyring, creating the key file on first use while the vault is still empty.
 
     A missing key never gets replaced silently once the vault holds anything: that would
-    leave every existing secret unreadable, so the vault stays locked instead.
+    leave every existing secret unreadable, so the vault stays locked instead. The first
+    use holds `lock_first_use` until the caller's transaction ends, so the key is created
+    once, and the secret stored with it, whoever else arrives at the same moment.
     """
     keyring = configured_keyring(settings)
     if keyring is not None:
         return keyring
     path = key_file_path(settings)
+    await lock_first_use(db)
     stored = await stored_key_count(db)
+    # Counted first, looked for second: a secret is stored only once its key file exists,
+    # so a file missing now, after the count, was missing for those secrets too (or has
+    # been deleted since); one made meanwhile by another writer is found here.
+    keyring = configured_keyring(settings)
+    if keyring is not None:
+        return keyring
     if stored:
         raise VaultLocked(
             f"the vault holds {stored} encrypted secret version(s), but its master key file "
             f"{path} does not exist and {ENV_NAME} is not set. Restore the key file from your "
-            "backup (or set the variable); a new key could not read the existing secrets."
+            "backup (or set the variable); a new key could not read the existing secrets. "
+            "Several replicas must share one key file or the variable."
         )
     created = create_key_file(path)
     if created is not None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from hexahub.core.errors import ValidationFailed
+from hexahub.core.openapi import SPACE
 from hexahub.identity.models import Role
 from hexahub.vault.models import MAX_PATH
 
@@ -26,6 +28,20 @@ PATH_RULE = (
     "use segments of letters, digits and _ . @ + = - separated by single slashes "
     f"(at most {MAX_PATH} characters), like infra/proxmox/api-token"
 )
+
+# check_path's rule as JSON Schema, for the OpenAPI document: segments as above (neither
+# `.` nor `..`), and the surrounding spaces and slashes check_path trims.
+_SEGMENT_PATTERN = rf"(?!\.{{1,2}}(?:/|[{SPACE}]*$))[A-Za-z0-9_.@+=-]+"
+PATH_SCHEMA: dict[str, Any] = {
+    "maxLength": MAX_PATH,
+    "pattern": rf"^[{SPACE}]*/*{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*/*[{SPACE}]*$",
+    "examples": ["infra/proxmox/api-token"],
+}
+PREFIX_SCHEMA: dict[str, Any] = {
+    "maxLength": MAX_PATH,
+    "pattern": rf"^[{SPACE}]*/*(?:{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*)?/*[{SPACE}]*$",
+    "examples": ["infra"],
+}
 
 
 def check_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:

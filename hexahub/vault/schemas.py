@@ -4,21 +4,43 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hexahub.core.bodies import JsonBody
+from hexahub.core.timestamps import Timestamp
+from hexahub.vault import policies, service
+
 Capability = Literal["read", "write", "list"]
+# service.check_data, check_key_name and check_tags, as JSON Schema.
+KEY_NAMES: dict[str, Any] = {"propertyNames": {"pattern": service.KEY_NAME.pattern}}
+SECRET_DATA: dict[str, Any] = {"minProperties": 1, "maxProperties": service.MAX_KEYS, **KEY_NAMES}
+TAGS: dict[str, Any] = {"items": {"pattern": service.TAG.pattern}}
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(JsonBody):
+    pass
 
 
 class SecretWrite(Body):
+    # expires_at or ttl_seconds, not both (api._expiry)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["expires_at", "ttl_seconds"],
+                "properties": {
+                    "expires_at": {"type": "string"},
+                    "ttl_seconds": {"type": "integer"},
+                },
+            }
+        }
+    )
+
     data: dict[str, str] = Field(
         description='The secret\'s keys and values, e.g. {"username": ..., "password": ...}; '
-        "a new version holds exactly these keys."
+        "a new version holds exactly these keys.",
+        json_schema_extra=SECRET_DATA,
     )
     cas: int | None = Field(
         default=None,
@@ -26,29 +48,31 @@ class SecretWrite(Body):
         description="Check-and-set: write only if the current version is this number "
         "(0: only if the secret does not exist yet). A mismatch answers 409.",
     )
-    expires_at: datetime | None = Field(
-        default=None, description="This version's value is refused after this moment (410)."
+    expires_at: Timestamp | None = Field(
+        default=None,
+        description="A moment in the future; this version's value is refused after it (410).",
     )
     ttl_seconds: int | None = Field(
         default=None, ge=1, le=10 * 365 * 86400, description="Or: expire this long from now."
     )
     owner: str | None = Field(default=None, max_length=320)
-    tags: list[str] | None = Field(default=None, max_length=20)
-    rotate_by: datetime | None = Field(
+    tags: list[str] | None = Field(default=None, max_length=20, json_schema_extra=TAGS)
+    rotate_by: Timestamp | None = Field(
         default=None, description="When the value should next be rotated at its source."
     )
 
 
 class SecretPatch(SecretWrite):
     data: dict[str, str | None] = Field(  # type: ignore[assignment]
-        description="Keys to set; a null removes that key. Other keys keep their values."
+        description="Keys to set; a null removes that key. Other keys keep their values.",
+        json_schema_extra=SECRET_DATA,
     )
 
 
 class MetadataUpdate(Body):
     owner: str | None = Field(default=None, max_length=320)
-    tags: list[str] | None = Field(default=None, max_length=20)
-    rotate_by: datetime | None = Field(default=None, description="null clears it")
+    tags: list[str] | None = Field(default=None, max_length=20, json_schema_extra=TAGS)
+    rotate_by: Timestamp | None = Field(default=None, description="null clears it")
 
 
 class EnvImport(Body):
@@ -123,8 +147,18 @@ class Imported(Written):
 
 
 class PolicyCreate(Body):
+    model_config = ConfigDict(
+        # Exactly one of role and api_key_id (service.create_policy).
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["role"], "properties": {"role": {"type": "string"}}},
+                {"required": ["api_key_id"], "properties": {"api_key_id": {"type": "string"}}},
+            ]
+        },
+    )
     path_prefix: str = Field(
         default="",
+        json_schema_extra=policies.PREFIX_SCHEMA,
         max_length=512,
         description='"" covers every path; "infra" covers infra and everything under infra/.',
     )

@@ -239,7 +239,7 @@ async def _require_manager(db: AsyncSession, caller: Caller, workspace_id: str) 
 
 
 def check_key_name(name: str) -> str:
-    if not KEY_NAME.match(name):
+    if not KEY_NAME.fullmatch(name):
         raise ValidationFailed(
             "key names are 1 to 128 letters, digits, _ . or - (like password or API_TOKEN)"
         )
@@ -272,7 +272,7 @@ def _check_size(data: dict[str, str], settings: Settings) -> None:
 
 
 def check_tags(tags: list[str]) -> list[str]:
-    if len(tags) > MAX_TAGS or any(not TAG.match(t) for t in tags):
+    if len(tags) > MAX_TAGS or any(not TAG.fullmatch(t) for t in tags):
         raise ValidationFailed(
             f"tags: at most {MAX_TAGS} tags of 1 to 64 letters, digits or _ . : / = + -"
         )

@@ -43,7 +43,7 @@ from hexahub.chat.replies import Reply
 from hexahub.chat.service import ConversationAccess
 from hexahub.context import service as context_service
 from hexahub.core.deps import DbSession
-from hexahub.core.errors import HexaHubError, NotFound, ValidationFailed
+from hexahub.core.errors import HexaHubError, NotFound
 from hexahub.gateway.engine import Gateway
 from hexahub.identity import authz, workspaces
 from hexahub.identity.authz import Principal, WorkspaceAccess
@@ -91,19 +91,11 @@ async def _repositories(db: AsyncSession, access: WorkspaceAccess) -> list[dict[
     ]
 
 
-async def _chosen_repos(
-    db: AsyncSession, access: WorkspaceAccess, repo_ids: list[str]
-) -> list[str] | None:
-    """The picker's checked repositories; none checked means all of them (None). An id
-    that is no repository of this workspace is a 422."""
-    chosen = list(dict.fromkeys(i for i in repo_ids if i))
-    if not chosen:
-        return None
-    known = {r.id for r in await context_service.list_repos(db, access.workspace.id)}
-    unknown = [i for i in chosen if i not in known]
-    if unknown:
-        raise ValidationFailed(f"repo_ids: no repository {unknown[0]!r} in this workspace")
-    return chosen
+def _chosen_repos(repo_ids: list[str] | None) -> list[str] | None:
+    """The picker's checked repositories; none checked means all of them (None). The
+    service refuses an id that is no repository of this workspace, as the API does."""
+    chosen = [i for i in repo_ids or [] if i]
+    return chosen or None
 
 
 def _message_view(message: Message) -> dict[str, Any]:
@@ -123,6 +115,7 @@ def _message_view(message: Message) -> dict[str, Any]:
         "cost_usd": message.cost_usd,
         "citations": [c for c in message.citations or [] if isinstance(c, dict)],
         "edited": message.edited_at is not None,
+        "left_out": message.left_out or 0,
     }
 
 
@@ -347,7 +340,7 @@ async def start_conversation(
             model=model,
             system_prompt=system_prompt,
             use_repo_context=use_repo_context == "true",
-            repo_ids=await _chosen_repos(db, access, repo_ids or []),
+            repo_ids=_chosen_repos(repo_ids),
         )
     except HexaHubError as exc:
         # Refused before anything was stored: no empty conversation is left behind.
@@ -431,7 +424,7 @@ async def save_settings(
             model=model,
             system_prompt=system_prompt,
             use_repo_context=use_repo_context == "true",
-            repo_ids=await _chosen_repos(db, access, repo_ids or []),
+            repo_ids=_chosen_repos(repo_ids),
         )
     except HexaHubError as exc:
         return await _refused_page(request, db, principal, access, conversation_id, exc)

@@ -3,10 +3,13 @@ delete, export, and who may do what."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from hexahub.identity.models import Role
 from tests.chat.conftest import MODEL, join, new_conversation
+from tests.chat.test_repo_scope import add_repo
 from tests.identity.conftest import Person, make_person
 
 
@@ -129,7 +132,9 @@ async def test_the_first_message_names_an_untitled_conversation(
     assert detail.json()["title"] == "Why is the sky blue?"
 
 
-async def test_patch_changes_settings(app_client: httpx.AsyncClient, alice: Person):
+async def test_patch_changes_settings(app_client: httpx.AsyncClient, alice: Person, tmp_path: Path):
+    r1 = await add_repo(app_client, alice, tmp_path, "r1")
+    r2 = await add_repo(app_client, alice, tmp_path, "r2")
     conversation = await new_conversation(app_client, alice)
     response = await app_client.patch(
         f"/api/conversations/{conversation['id']}",
@@ -138,13 +143,13 @@ async def test_patch_changes_settings(app_client: httpx.AsyncClient, alice: Pers
             "title": "Renamed",
             "system_prompt": "Answer in French.",
             "use_repo_context": True,
-            "repo_ids": ["r1", "r2", "r1"],
+            "repo_ids": [r1, r2, r1],
         },
     )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["title"] == "Renamed" and body["system_prompt"] == "Answer in French."
-    assert body["use_repo_context"] is True and body["repo_ids"] == ["r1", "r2"]
+    assert body["use_repo_context"] is True and body["repo_ids"] == [r1, r2]
     cleared = await app_client.patch(
         f"/api/conversations/{conversation['id']}", headers=alice.headers, json={"repo_ids": None}
     )

@@ -403,6 +403,7 @@ async def test_env_import_and_export(app_client: httpx.AsyncClient, alice: Perso
     [
         {"data": {}},
         {"data": {"bad key": "v"}},
+        {"data": {"trailing\n": "v"}},
         {"data": {"v": 1}},
         {"data": {"v": "x"}, "cas": -1},
         {"data": {"v": "x"}, "expires_at": "2020-01-01T00:00:00"},

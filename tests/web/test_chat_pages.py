@@ -527,12 +527,12 @@ async def test_a_refused_first_message_leaves_no_conversation(
         headers={"Accept": "text/event-stream"},
     )
     assert streamed.status_code == refused.status_code and streamed.json()["error"]["message"]
-    for form, why in (
-        ({"content": "hi", "model": "remote-vectors"}, "is an embedding model"),
-        ({"content": "hi", "repo_ids": "no-such-repo"}, "no repository"),
+    for form, status, why in (
+        ({"content": "hi", "model": "remote-vectors"}, 422, "is an embedding model"),
+        ({"content": "hi", "repo_ids": "no-such-repo"}, 404, "no repository"),
     ):
         page = await alice.submit(f"/workspaces/{ws}/chat/new", form)
-        assert page.status_code == 422 and why in page.text, page.text
+        assert page.status_code == status and why in page.text, page.text
     assert await conversations_in(app_client, ws) == []
 
 
@@ -592,7 +592,7 @@ async def test_conversation_settings_choose_its_repositories(
     refused = await alice.submit(
         f"{base}/settings", {"title": "Context", "repo_ids": [first, "not-a-repo"]}
     )
-    assert refused.status_code == 422 and "no repository" in refused.text
+    assert refused.status_code == 404 and "no repository" in refused.text
     assert await stored() == (True, [second])
 
     # None checked: every repository of the workspace.
@@ -612,3 +612,100 @@ async def test_conversation_settings_choose_its_repositories(
     async with runtime_of(app_client).db.sessions() as db:
         row = await db.get(Conversation, new_id)
         assert row is not None and row.use_repo_context and row.repo_ids == [first]
+
+
+# --- long conversations and other workspaces' repositories ---------------------------------
+
+
+LONG_TURN = "The quick brown fox jumps over the lazy dog beside the quiet river bank. " * 8
+
+
+async def test_a_long_conversation_is_answered_with_a_note_of_what_was_left_out(
+    alice: Browser, settings: Settings
+) -> None:
+    ws = alice.person.workspace_id
+    conversation_id = await new_conversation(alice, "Long")
+    # Long notes and short answers: a conversation the small model answers briefly.
+    turns = [
+        f"Note {n}, reply with one word. {LONG_TURN}" if n % 2 == 0 else "Noted." for n in range(40)
+    ]
+    # Far more than the shipped model's window (this module's HEXAHUB_LOCAL_CONTEXT_SIZE).
+    assert sum(len(t) for t in turns) // 4 > 4 * settings.local_context_size
+    await add_messages(alice.client, conversation_id, *turns)
+    base = f"/workspaces/{ws}/chat/{conversation_id}"
+    await alice.get(base)
+
+    # chat.js asks for the answer's events; the last one carries the count.
+    streamed = await alice.client.post(
+        f"{base}/send",
+        data={"csrf_token": alice.client.cookies["hexahub_csrf"], "content": "Say yes."},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert streamed.status_code == 200, streamed.text
+    done = [
+        json.loads(line[len("data: ") :])
+        for line in streamed.text.splitlines()
+        if line.startswith("data: ")
+    ][-1]
+    assert done["type"] == "done", done
+    answered = done["message"]
+    assert answered["status"] == "complete" and answered["content"]
+    assert 0 < answered["left_out"] < len(turns)
+
+    # The page chat.js then loads shows the answer with the note beside it.
+    page = await alice.get(base)
+    assert_csp_clean(page)
+    answer = page.text.split('class="message message-assistant"')[-1].split("</li>", 1)[0]
+    assert "The model failed" not in answer and "badge-danger" not in answer, answer
+    note = f"{answered['left_out']} earlier messages were not sent to the model"
+    assert note in answer
+    # Only the answer that was sized down carries the note.
+    assert page.text.count("earlier message") == 1
+
+
+async def test_another_workspaces_repositories_are_not_found(
+    app_client: httpx.AsyncClient, alice: Browser, tmp_path: Path
+) -> None:
+    ws = alice.person.workspace_id
+    carol = await make_person(app_client, "carol@example.org", admin=True)
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    created = await app_client.post(
+        "/api/repos",
+        headers=carol.headers,
+        json={
+            "workspace_id": carol.workspace_id,
+            "name": "theirs",
+            "source": "path",
+            "location": str(folder),
+            "index": False,
+        },
+    )
+    assert created.status_code == 201, created.text
+    theirs = created.json()["id"]
+    mine = await add_repository(alice, tmp_path, "mine")
+
+    await alice.get(f"/workspaces/{ws}/chat")
+    started = await alice.submit(
+        f"/workspaces/{ws}/chat/new", {"content": "hi", "repo_ids": [mine, theirs]}
+    )
+    assert started.status_code == 404 and "no repository" in started.text
+    streamed = await app_client.post(
+        f"/workspaces/{ws}/chat/new",
+        data={
+            "csrf_token": app_client.cookies["hexahub_csrf"],
+            "content": "hi",
+            "repo_ids": [theirs],
+        },
+        headers={"Accept": "text/event-stream"},
+    )
+    assert streamed.status_code == 404 and streamed.json()["error"]["code"] == "not_found"
+    assert await conversations_in(app_client, ws) == []
+
+    conversation_id = await new_conversation(alice, "Mine", repo_ids=[mine])
+    base = f"/workspaces/{ws}/chat/{conversation_id}"
+    refused = await alice.submit(f"{base}/settings", {"title": "Changed", "repo_ids": [theirs]})
+    assert refused.status_code == 404 and "no repository" in refused.text
+    async with runtime_of(app_client).db.sessions() as db:
+        row = await db.get(Conversation, conversation_id)
+        assert row is not None and (row.title, row.repo_ids) == ("Mine", [mine])

@@ -140,6 +140,12 @@
     return parts.filter(Boolean).join(" · ");
   }
 
+  // The same words as the page's note (chat.html), shown until the page is reloaded.
+  function leftOutNote(count) {
+    return count + " earlier message" + (count === 1 ? " was" : "s were") +
+      " not sent to the model: the conversation is longer than its context window.";
+  }
+
   /* --- Server-Sent Events over fetch() ------------------------------------------ */
 
   function parseEvent(block) {
@@ -269,6 +275,10 @@
         } else if (event.type === "done" || event.type === "error") {
           ended = event;
           answer.meta.textContent = describe(event.message);
+          var leftOut = event.message && event.message.left_out;
+          if (leftOut > 0) {
+            answer.item.insertBefore(element("p", "hint message-left-out", leftOutNote(leftOut)), answer.meta);
+          }
           if (event.type === "error") {
             var failed = element("p", "message-error", "The model failed: " + event.error.message);
             answer.item.insertBefore(failed, answer.meta);
