@@ -3,29 +3,34 @@
 Collections take an optional `workspace_id` (query or body); without it the workspace is
 the one the caller's API key is bound to, or their only workspace. Routes on one
 repository find its workspace from the repository. Viewers search and read; members
-start indexing and ask; workspace admins add, change and remove repositories.
+start indexing and ask; workspace admins add, change and remove repositories. Secret
+findings are read like the repository; moving one into the vault takes a workspace admin.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from hexahub.context import answers, service
+from hexahub.context import answers, findings, scans, service
 from hexahub.context.models import Repository
 from hexahub.context.schemas import (
     AskOut,
     AskRequest,
     CitationOut,
     FileOut,
+    FindingOut,
+    HistoryCleanupOut,
     HitOut,
     IndexRequest,
+    MoveToVaultIn,
+    MoveToVaultOut,
     RepoCreate,
     RepoOut,
     RepoUpdate,
@@ -34,6 +39,7 @@ from hexahub.context.schemas import (
 )
 from hexahub.core.deps import DbSession, RuntimeDep
 from hexahub.core.errors import NotFound
+from hexahub.core.openapi import SSE_EVENT
 from hexahub.gateway.engine import Gateway, TextStreamEnd, call_context_for
 from hexahub.identity.authz import (
     Authenticated,
@@ -56,7 +62,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "The request is malformed; the message names the field"},
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-GatewayCaller = Annotated[Principal, Depends(require_user("gateway"))]
+# Asking reads the code (`read`) and calls a model (`gateway`): a key needs both.
+GatewayCaller = Annotated[Principal, Depends(require_user("read", "gateway"))]
 WorkspaceParam = Annotated[
     str | None, Query(max_length=36, description="Workspace id (default: yours)")
 ]
@@ -208,7 +215,7 @@ async def list_repository_files(
         bool | None, Query(description="Only skipped (true) or indexed (false)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[dict[str, Any]]:
     repo, _ = await repo_access(request, db, principal, repo_id, Role.viewer, "read")
     rows = await service.list_files(runtime, repo, skipped=skipped, limit=limit, offset=offset)
@@ -239,6 +246,65 @@ async def read_repository_file(
         language=language,
         content=content,
         lines=content.count("\n") + (0 if content.endswith("\n") or not content else 1),
+    )
+
+
+FINDING_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"description": "No such repository or finding, or not visible to the caller"},
+    409: {
+        "description": "The finding was moved already, the vault has a secret at that path, "
+        "or the file no longer holds the credential"
+    },
+}
+
+
+@router.get(
+    "/repos/{repo_id}/findings",
+    summary="Credentials secret scanning found in a repository (never their values)",
+    responses=FINDING_ERRORS,
+)
+async def list_repository_findings(
+    request: Request,
+    db: DbSession,
+    principal: Authenticated,
+    repo_id: str,
+    status: Annotated[
+        Literal["open", "moved", "gone"] | None, Query(description="Only findings in this state")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[FindingOut]:
+    repo, _ = await repo_access(request, db, principal, repo_id, Role.viewer, "read")
+    rows = await findings.list_findings(db, repo.id, status=status, limit=limit, offset=offset)
+    return [FindingOut(**findings.finding_dict(row)) for row in rows]
+
+
+@router.post(
+    "/repos/{repo_id}/findings/{finding_id}/move-to-vault",
+    summary="Move a finding's value into the vault as a new secret; says how to clean history",
+    responses=FINDING_ERRORS,
+)
+async def move_finding_to_vault(
+    request: Request,
+    runtime: RuntimeDep,
+    db: DbSession,
+    principal: AuthenticatedWriter,
+    repo_id: str,
+    finding_id: str,
+    body: MoveToVaultIn,
+) -> MoveToVaultOut:
+    repo, access = await repo_access(request, db, principal, repo_id, Role.admin, "admin")
+    moved = await scans.move_to_vault(
+        runtime, db, access, repo, finding_id, vault_path=body.vault_path, key=body.key
+    )
+    return MoveToVaultOut(
+        finding=FindingOut(**findings.finding_dict(moved.finding)),
+        vault_path=moved.vault_path,
+        key=moved.key,
+        version=moved.version,
+        reference=moved.reference,
+        history_cleanup=HistoryCleanupOut(**moved.cleanup.as_dict()),
     )
 
 
@@ -335,7 +401,15 @@ def _sse(event: str, data: Any) -> bytes:
 @router.post(
     "/ask",
     summary="Ask the codebase: an answer with citations (streamed on request)",
-    responses=ERRORS,
+    response_model=AskOut,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "The answer (JSON), or with `stream: true` its events: "
+            "`citations`, `delta`s, then `done`",
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+        },
+    },
 )
 async def ask(
     request: Request,

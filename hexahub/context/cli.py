@@ -4,6 +4,7 @@ Commands act as HexaHub itself, audited as `cli:<login name>`. `repo add` and `r
 queue the index on the task queue like the API does and follow it with a progress bar:
 with the in-process queue this command runs the work itself; with a broker, workers do
 and this command watches. Ctrl+C stops watching; unfinished work stays queued.
+`repo scan` runs secret scanning in this process and prints the findings, one per line.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hexahub.context import service
-from hexahub.context.models import Repository
+from hexahub.context import findings, scans, service
+from hexahub.context.models import Repository, SecretFinding
 from hexahub.context.schemas import RepoCreate
 from hexahub.core.clitools import actor_label, command_settings, run
 from hexahub.core.runtime import Runtime
@@ -29,7 +30,8 @@ from hexahub.settings import Settings
 
 T = TypeVar("T")
 repo_app = typer.Typer(
-    help="Repositories of the code context: add, list, index, remove.", no_args_is_help=True
+    help="Repositories of the code context: add, list, index, scan, remove.",
+    no_args_is_help=True,
 )
 console = Console()
 err = Console(stderr=True)
@@ -132,7 +134,8 @@ def add(
     """Add a repository to a workspace (and index it)."""
     settings = command_settings()
     is_dir = os.path.isdir(os.path.expanduser(location))
-    credential, kind = None, None
+    credential: str | None = None
+    kind: Literal["token", "ssh_key"] | None = None
     if token_env:
         credential, kind = os.environ.get(token_env), "token"
         if not credential:
@@ -215,6 +218,62 @@ def index_(
         await _index_and_follow(runtime, repo, full=full, wait=wait, vectors=vectors)
 
     run(_with_runtime(settings, work))
+
+
+@repo_app.command("scan")
+def scan(
+    workspace: WorkspaceArg,
+    name: NameArg,
+    history: Annotated[
+        bool, typer.Option("--history", help="Scan every commit too, not only the current tree.")
+    ] = False,
+) -> None:
+    """Scan a repository for committed credentials (the current tree, and with --history
+    every commit) and list its findings: one per line, tab-separated, for scripts."""
+    settings = command_settings()
+
+    async def work(runtime: Runtime) -> list[SecretFinding]:
+        async with runtime.db.sessions() as db:
+            ws = await find_workspace(db, workspace)
+            repo = await service.find_repo(db, ws.id, name)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=err) as bar:
+            files_task = bar.add_task("scanning files", total=None)
+
+            async def files_progress(phase: str, done: int, total: int) -> None:
+                bar.update(files_task, description=phase, completed=done, total=total)
+
+            tree = await scans.scan_tree(
+                runtime, repo, progress=files_progress, actor_label=actor_label()
+            )
+            summary = f"{tree.scanned} files"
+            if history:
+                commits_task = bar.add_task("scanning commits", total=None)
+
+                def commits_progress(done: int, total: int) -> None:
+                    # Called from the scan's worker thread; rich's Progress takes a lock.
+                    bar.update(commits_task, completed=done, total=total)
+
+                past = await scans.scan_history(
+                    runtime, repo, on_commit=commits_progress, actor_label=actor_label()
+                )
+                summary += f" and {past.scanned} commits"
+        async with runtime.db.sessions() as db:
+            rows = await findings.list_findings(db, repo.id, limit=100_000)
+            still_open = await findings.count_open(db, repo.workspace_id, repo.id)
+        err.print(
+            f"Scanned {summary} of {repo.name}: {still_open} open finding"
+            f"{'' if still_open == 1 else 's'}.",
+            highlight=False,
+        )
+        return rows
+
+    for row in run(_with_runtime(settings, work)):
+        where = "+".join(w for w, on in (("tree", row.in_tree), ("history", row.in_history)) if on)
+        typer.echo(
+            f"{row.status}\t{row.path}:{row.line}\t{row.rule}\t{where or '-'}\t"
+            f"{(row.commit or '-')[:12]}"
+        )
 
 
 @repo_app.command("remove")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -395,6 +395,35 @@ def walk(
     yield from visit(str(root), "", [])
 
 
+def path_filter(
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    ignored_dirs: Collection[str] = IGNORED_DIRS,
+) -> Callable[[str], bool]:
+    """Whether a relative path is one `walk` would list with these patterns, for paths that
+    are not on disk (a commit's files): the same folders and globs apply; .gitignore files
+    do not (git history holds what was committed, ignored or not)."""
+    include_spec = _compile(include) if include else None
+    exclude_spec = _compile(exclude) if exclude else None
+    skip_dirs = frozenset(ignored_dirs) | VCS_DIRS
+
+    def keep(rel: str) -> bool:
+        parts = rel.split("/")
+        for depth, part in enumerate(parts[:-1]):
+            if part in skip_dirs or part.endswith(_IGNORED_DIR_SUFFIXES):
+                return False
+            if exclude_spec is not None and _last_match(
+                exclude_spec, "/".join(parts[: depth + 1]) + "/"
+            ):
+                return False
+        if exclude_spec is not None and _last_match(exclude_spec, rel):
+            return False
+        return include_spec is None or bool(_last_match(include_spec, rel))
+
+    return keep
+
+
 def _link_inside(path: str, root_real: str) -> bool:
     target = os.path.realpath(path)
     if not os.path.isfile(target):
@@ -467,11 +496,58 @@ _DATA_AVERAGE = 1000  # ... and over which any other file is
 
 _SNIFF_BYTES = 8192
 
+# Files that exist to hold credentials: dotenv files, private keys and certificate
+# bundles, package-registry and login configuration. Never indexed, whatever else they
+# hold; secret scanning still reads them, so their credentials show up as findings.
+SECRETS_FILE = "secrets file"
+_SECRETS_FILE_NAMES = frozenset(
+    {
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "id_ecdsa_sk",
+        "id_ed25519_sk",
+        ".npmrc",
+        ".pypirc",
+        ".netrc",
+        "_netrc",
+        ".pgpass",
+        ".git-credentials",
+        ".htpasswd",
+    }
+)
+_SECRETS_FILE_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".ppk")
+
+
+def is_secrets_file(path: str) -> bool:
+    """`.env`, `.env.production`, `prod.env`, `id_rsa`, `server.key`, `.npmrc`, ..."""
+    name = PurePosixPath(path).name.lower()
+    return (
+        name.startswith(".env")
+        or name.endswith(".env")
+        or name in _SECRETS_FILE_NAMES
+        or name.endswith(_SECRETS_FILE_SUFFIXES)
+    )
+
+
+def noise_by_name(path: str) -> bool:
+    """Whether the name alone says the file is not worth reading (lockfile, minified or
+    generated output), as `check_content` would decide before reading it."""
+    name = PurePosixPath(path).name
+    lower = name.lower()
+    return (
+        lower in LOCKFILES
+        or _MINIFIED_NAME.search(lower) is not None
+        or _GENERATED_NAME.search(name) is not None
+    )
+
 
 def check_content(path: str, data: bytes, *, max_bytes: int) -> tuple[str | None, str | None]:
     """Decide whether a file's bytes are worth indexing: `(text, None)` or `(None, reason)`.
 
-    The reasons: "lockfile" (by name), "too large (N bytes > limit)", "binary" (a NUL byte
+    The reasons: "secrets file" (by name: `.env*`, key files, `.npmrc`, ... see
+    `is_secrets_file`), "lockfile" (by name), "too large (N bytes > limit)", "binary" (a NUL byte
     in the first 8 KiB, or bytes that are neither UTF-8 nor plausible Latin-1 text),
     "minified" (`.min.js`-style names, or lines far longer than people write), and
     "generated" (protobuf/gRPC output by name, or a generator's marker such as
@@ -482,6 +558,8 @@ def check_content(path: str, data: bytes, *, max_bytes: int) -> tuple[str | None
     """
     name = PurePosixPath(path).name
     lower = name.lower()
+    if is_secrets_file(path):
+        return None, SECRETS_FILE
     if lower in LOCKFILES:
         return None, "lockfile"
     if len(data) > max_bytes:
@@ -503,6 +581,17 @@ def check_content(path: str, data: bytes, *, max_bytes: int) -> tuple[str | None
     if _looks_minified(text, PurePosixPath(lower).suffix):
         return None, "minified"
     return text, None
+
+
+def decode_text(data: bytes) -> str | None:
+    """The bytes as text the way `check_content` reads them (UTF-8, else Latin-1 that
+    reads like text; "\\n" line endings), or None for binary data."""
+    if b"\0" in data[:_SNIFF_BYTES]:
+        return None
+    text = _decode(data)
+    if text is not None and "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text
 
 
 def _decode(data: bytes) -> str | None:

@@ -3,9 +3,12 @@
 Two passes, so full-text search works within seconds of adding a repository:
 
 1. `index_tree` walks the tree, hashes each file (git's blob id) and re-reads only files
-   whose hash changed: it checks them (binary, minified, generated, too large ...),
-   chunks them with tree-sitter and writes each file in one store transaction. Files gone
-   from the tree leave the index. No model is involved.
+   whose hash changed: it checks them (binary, minified, generated, too large, secrets
+   file ...), scans them for credentials and replaces each value with a marker
+   (scanning.py), chunks the redacted text with tree-sitter and writes each file in one
+   store transaction. Files gone from the tree leave the index. No model is involved.
+   What the scan found goes to a `FindingsSink` before the file is written, so a run cut
+   short never leaves a redacted file whose findings were not recorded.
 2. `embed_pending` embeds the chunks that have no vector yet, in batches of like lengths,
    keeping two requests in flight so the embedding model never waits for the store.
 
@@ -20,14 +23,28 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from hexahub.context import chunking, files
+from hexahub.context import chunking, files, scanning
 from hexahub.context.embeddings import Embedder
+from hexahub.context.scanning import Detection
 from hexahub.context.stores.base import IndexStore
 from hexahub.context.types import ParsedFile
 
 # progress(phase, done, total): called often; implementations throttle their own writes.
 Progress = Callable[[str, int, int], Awaitable[None]]
+
+
+class FindingsSink(Protocol):
+    """Where the credentials found while indexing go (the service records them)."""
+
+    async def tree_listed(self, paths: Sequence[str]) -> None:
+        """Called once with every path in the tree: findings elsewhere have left it."""
+        ...
+
+    async def file_scanned(self, path: str, found: Sequence[Detection]) -> None:
+        """Called for every file read again, with what its scan found (often nothing)."""
+        ...
 
 
 @dataclass
@@ -38,6 +55,7 @@ class IndexReport:
     removed: int = 0  # files gone from the tree, dropped from the index
     skipped: int = 0  # of the changed files, those recorded as skipped
     chunks: int = 0  # chunks written
+    secrets: int = 0  # credentials found (and redacted) in the files read
     seconds: float = 0.0
 
 
@@ -50,6 +68,7 @@ class _Prepared:
     content: str | None
     parsed: ParsedFile | None
     skipped: str | None
+    secrets: tuple[Detection, ...] = ()
 
 
 def _prepare(root: Path, path: str, known_hash: str | None, max_bytes: int) -> _Prepared | None:
@@ -71,11 +90,19 @@ def _prepare(root: Path, path: str, known_hash: str | None, max_bytes: int) -> _
         return None
     text, reason = files.check_content(path, data, max_bytes=max_bytes)
     if text is None:
-        return _Prepared(path, digest, len(data), files.language_for(path), None, None, reason)
+        found: tuple[Detection, ...] = ()
+        if reason == files.SECRETS_FILE and (plain := files.decode_text(data)) is not None:
+            found = scanning.scan_text(path, plain).detections  # reported, never indexed
+        language = files.language_for(path)
+        return _Prepared(path, digest, len(data), language, None, None, reason, found)
+    # Everything below (chunks, symbols, full text, vectors, the code view) sees only the
+    # redacted text.
+    scan = scanning.scan_text(path, text)
+    text = scan.text
     # The first line names the language of extensionless scripts (#!/bin/bash).
     language = files.language_for(path, text[:200].partition("\n")[0])
     parsed = chunking.chunk_file(path, text, language)
-    return _Prepared(path, digest, len(data), parsed.language, text, parsed, None)
+    return _Prepared(path, digest, len(data), parsed.language, text, parsed, None, scan.detections)
 
 
 async def index_tree(
@@ -87,6 +114,7 @@ async def index_tree(
     exclude: Sequence[str] = (),
     max_bytes: int = 1_000_000,
     progress: Progress | None = None,
+    findings: FindingsSink | None = None,
 ) -> IndexReport:
     started = time.perf_counter()
     report = IndexReport()
@@ -97,6 +125,8 @@ async def index_tree(
     report.seen = len(paths)
     present = set(paths)
     gone = [path for path in known if path not in present]
+    if findings is not None:
+        await findings.tree_listed(paths)
     if gone:
         await store.remove_files(repo_id, gone)
         report.removed = len(gone)
@@ -136,6 +166,9 @@ async def index_tree(
     producer = asyncio.create_task(produce())
     try:
         while (item := await queue.get()) is not None:
+            if findings is not None:
+                await findings.file_scanned(item.path, item.secrets)
+            report.secrets += len(item.secrets)
             await store.replace_file(
                 repo_id,
                 item.path,

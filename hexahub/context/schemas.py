@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from hexahub.core.bodies import JsonBody
 
 Glob = Field(max_length=300)
 
 
-class RepoCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RepoCreate(JsonBody):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     source: Literal["path", "git"]
     location: str = Field(min_length=1, max_length=1000, description="Directory or git URL")
@@ -29,9 +29,7 @@ class RepoCreate(BaseModel):
     index: bool = Field(True, description="Start indexing at once")
 
 
-class RepoUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RepoUpdate(JsonBody):
     branch: str | None = Field(None, max_length=200)
     include: list[str] | None = Field(None, max_length=100)
     exclude: list[str] | None = Field(None, max_length=100)
@@ -66,9 +64,7 @@ class RepoOut(BaseModel):
     created_at: datetime
 
 
-class IndexRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IndexRequest(JsonBody):
     full: bool = Field(False, description="Forget the index and read every file again")
 
 
@@ -116,9 +112,7 @@ class FileOut(BaseModel):
     lines: int
 
 
-class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AskRequest(JsonBody):
     question: str = Field(min_length=1, max_length=8000)
     workspace_id: str | None = None
     repos: list[str] | None = Field(None, description="Repository names or ids; default all")
@@ -143,3 +137,52 @@ class AskOut(BaseModel):
     model: str
     citations: list[CitationOut]
     usage: dict[str, int]
+
+
+class FindingOut(BaseModel):
+    """A credential secret scanning found: where and what kind, never the value."""
+
+    id: str
+    repo_id: str
+    path: str
+    line: int
+    rule: str = Field(description="The rule that found it, e.g. 'Stripe Access Key'")
+    commit: str | None = Field(
+        description="The commit that added it (history scan), else the commit the tree was "
+        "at when it was seen"
+    )
+    in_tree: bool = Field(description="The current tree still holds it")
+    in_history: bool = Field(description="A history scan found it in a commit")
+    status: Literal["open", "moved", "gone"]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    vault_path: str | None = Field(description="Where its value was moved to, once moved")
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class MoveToVaultIn(JsonBody):
+    vault_path: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Path of the new vault secret, e.g. payments/stripe-live-key; it must not "
+        "exist yet",
+    )
+    key: str = Field("value", min_length=1, max_length=128, description="Key name inside it")
+
+
+class HistoryCleanupOut(BaseModel):
+    steps: list[str] = Field(description="What to do, in order")
+    filter_repo: list[str] = Field(description="The history rewrite with git filter-repo")
+    bfg: list[str] = Field(description="The same with the BFG Repo-Cleaner")
+
+
+class MoveToVaultOut(BaseModel):
+    finding: FindingOut
+    vault_path: str
+    key: str
+    version: int
+    reference: str = Field(description="vault:// reference to use where the value is needed")
+    history_cleanup: HistoryCleanupOut = Field(
+        description="The value is still in the repository's history: how to take it out"
+    )

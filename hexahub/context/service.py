@@ -24,7 +24,7 @@ from typing import Any, cast
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hexahub.context import indexer
+from hexahub.context import findings, indexer
 from hexahub.context import search as searching
 from hexahub.context.answers import code_url
 from hexahub.context.embeddings import Embedder, GatewayEmbedder, gateway_of
@@ -169,7 +169,7 @@ def _check_local_path(settings: Settings, principal: Principal | None, location:
     if not path.is_absolute():
         raise ValidationFailed("location: a local repository needs an absolute path")
     resolved = path.resolve()
-    if principal is not None and not principal.user.is_admin:
+    if principal is not None and not principal.is_instance_admin:
         roots = [root.expanduser().resolve() for root in settings.context_local_roots]
         if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
             raise ValidationFailed(
@@ -210,7 +210,11 @@ async def create_repo(
             raise ValidationFailed("credential: a local directory needs no credential")
     else:
         location = check_git_url(spec.location)
-        if location.startswith("file://") and principal is not None and not principal.user.is_admin:
+        if (
+            location.startswith("file://")
+            and principal is not None
+            and not principal.is_instance_admin
+        ):
             raise ValidationFailed(
                 "location: file:// URLs read the server's disk; only installation "
                 "administrators may use them"
@@ -396,7 +400,10 @@ class _ProgressWriter:
             await db.commit()
 
 
-async def _credential(runtime: Runtime, db: AsyncSession, repo: Repository) -> Credential | None:
+async def repo_credential(
+    runtime: Runtime, db: AsyncSession, repo: Repository
+) -> Credential | None:
+    """The repository's git credential, from its sealed value or the vault (audited)."""
     if not repo.credential_sealed or not repo.credential_kind:
         return None
     if repo.credential_sealed.startswith("vault://"):
@@ -416,9 +423,10 @@ async def _credential(runtime: Runtime, db: AsyncSession, repo: Repository) -> C
     return Credential(repo.credential_kind, value)
 
 
-async def _working_tree(
+async def working_tree(
     runtime: Runtime, db: AsyncSession, repo: Repository
 ) -> tuple[Path, str | None]:
+    """Where the repository's files are (a git source is fetched first), and the commit."""
     if repo.source_kind == "path":
         root = Path(repo.location)
         if not await asyncio.to_thread(root.is_dir):
@@ -430,7 +438,7 @@ async def _working_tree(
         repo.location,
         dest,
         branch=repo.branch,
-        credential=await _credential(runtime, db, repo),
+        credential=await repo_credential(runtime, db, repo),
         limit=settings.context_git_timeout_seconds,
         known_hosts=settings.resolved_context_repos_dir / "known_hosts",
     )
@@ -449,14 +457,16 @@ async def run_index(
         await writer.set(state="indexing", phase="fetching", last_error=None)
         store = await store_of(runtime)
         try:
-            root, commit = await _working_tree(runtime, db, repo)
+            root, commit = await working_tree(runtime, db, repo)
         except SourceError as exc:
             await writer.set(state="failed", phase="", last_error=str(exc))
             return None
         if full:
             await store.drop_repo(repo_id)
         include, exclude = list(repo.include or []), list(repo.exclude or [])
+        recorder = findings.IndexFindings(runtime, repo_id, repo.workspace_id, commit)
     try:
+        await recorder.load()
         report = await indexer.index_tree(
             store,
             repo_id,
@@ -465,6 +475,7 @@ async def run_index(
             exclude=exclude,
             max_bytes=runtime.settings.context_max_file_bytes,
             progress=writer,
+            findings=recorder,
         )
     except Exception as exc:
         await writer.set(state="failed", phase="", last_error=f"indexing failed: {exc}")
@@ -492,13 +503,15 @@ async def run_index(
     if needs_vectors:
         await runtime.queue.enqueue("context.embed", {"repo_id": repo_id})
     log.info(
-        "indexed %s: %d files (%d changed, %d removed, %d skipped), %d chunks in %.1f s",
+        "indexed %s: %d files (%d changed, %d removed, %d skipped), %d chunks, "
+        "%d credentials redacted in %.1f s",
         repo_id,
         report.seen,
         report.changed,
         report.removed,
         report.skipped,
         report.chunks,
+        report.secrets,
         report.seconds,
     )
     return report

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,17 +89,12 @@ async def _git(args: list[str], *, cwd: Path | None, env: dict[str, str], limit:
     return out.decode(errors="replace").strip()
 
 
-async def sync_git(
-    url: str,
-    dest: Path,
-    *,
-    branch: str | None,
-    credential: Credential | None,
-    limit: float,
-    known_hosts: Path,
-) -> str:
-    """Clone `url` into `dest`, or bring an existing clone to the branch's newest commit
-    (shallow: only the current tree is needed). Returns the commit id."""
+@contextlib.contextmanager
+def _git_env(
+    url: str, dest: Path, credential: Credential | None, known_hosts: Path
+) -> Iterator[dict[str, str]]:
+    """The environment git runs in for `url`: no prompts, the credential as a header or a
+    key file (removed afterwards), new SSH host keys remembered in `known_hosts`."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(dest.parent),
@@ -131,6 +128,24 @@ async def sync_git(
                 "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
                 f"-o UserKnownHostsFile={known_hosts}"
             )
+        yield env
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+async def sync_git(
+    url: str,
+    dest: Path,
+    *,
+    branch: str | None,
+    credential: Credential | None,
+    limit: float,
+    known_hosts: Path,
+) -> str:
+    """Clone `url` into `dest`, or bring an existing clone to the branch's newest commit
+    (shallow: only the current tree is needed). Returns the commit id."""
+    with _git_env(url, dest, credential, known_hosts) as env:
         try:
             if await asyncio.to_thread(_has_clone, dest):
                 ref = branch or "HEAD"
@@ -148,9 +163,31 @@ async def sync_git(
             return await _git(["rev-parse", "HEAD"], cwd=dest, env=env, limit=limit)
         except SourceError as exc:
             raise SourceError(redact(str(exc), credential)) from None
-    finally:
-        if private_dir is not None:
-            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+async def unshallow(
+    url: str,
+    dest: Path,
+    *,
+    branch: str | None,
+    credential: Credential | None,
+    limit: float,
+    known_hosts: Path,
+) -> None:
+    """Fetch the whole history of the branch into a clone `sync_git` made shallow (for the
+    history scan); nothing to do when it already has it."""
+    if not await asyncio.to_thread((dest / ".git" / "shallow").exists):
+        return
+    with _git_env(url, dest, credential, known_hosts) as env:
+        try:
+            await _git(
+                ["fetch", "--unshallow", "--no-tags", "origin", branch or "HEAD"],
+                cwd=dest,
+                env=env,
+                limit=limit,
+            )
+        except SourceError as exc:
+            raise SourceError(redact(str(exc), credential)) from None
 
 
 def _has_clone(dest: Path) -> bool:

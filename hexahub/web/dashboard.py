@@ -4,7 +4,8 @@ For the workspace chosen with `?workspace=` (else the first the person belongs t
 name): tokens and cost over the last days by model and by member (server-drawn SVG, the
 same charts as the usage page), the gateway's health (deployments up and down, breaker
 states, this workspace's error rate over the last hour), recent conversations and, for the
-workspace's admins, the latest audit events. Every list is limited and every query walks
+workspace's admins, the latest audit events and how many secret findings are open in the
+workspace's repositories. Every list is limited and every query walks
 an index, so the page stays fast in a busy workspace.
 
 Who sees what follows the API: any member reads usage and conversations they can open,
@@ -23,6 +24,7 @@ from starlette.responses import Response
 
 from hexahub.chat import service as chat_service
 from hexahub.chat.models import Conversation
+from hexahub.context import findings
 from hexahub.core.db import utcnow
 from hexahub.core.deps import DbSession, RuntimeDep
 from hexahub.gateway import usage
@@ -151,6 +153,7 @@ async def home(
                 "health": gateway_health(gateway),
                 "last_hour": await _last_hour(db, chosen_id),
                 "events": events,
+                "open_findings": await findings.count_open(db, chosen_id) if can_admin else 0,
                 "conversations": await recent_conversations(db, access),
             }
         )

@@ -112,6 +112,8 @@ MESSAGES: dict[str, str] = {
     "repo_saved": "Repository settings saved. They apply from the next index.",
     "repo_removed": "Repository removed, with its index.",
     "index_started": "Indexing has started; its status updates by itself.",
+    "finding_moved": "Moved into the vault. The value is still in the repository's history: "
+    "see below how to take it out.",
 }
 
 

@@ -3,8 +3,9 @@
 - /workspaces/{workspace_id}/repos lists the workspace's repositories with their live
   index status. While one is queued, indexing or embedding, the status block polls its
   fragment every second (HTMX) and stops once nothing is in progress.
-- /workspaces/{workspace_id}/repos/{repo_id} shows one repository, its settings form and
-  the files the index skipped (with why).
+- /workspaces/{workspace_id}/repos/{repo_id} shows one repository, its settings form, the
+  credentials secret scanning found in it (admins move one into the vault from there,
+  and read how to take it out of the git history) and the files the index skipped.
 - /workspaces/{workspace_id}/search searches code (hybrid, full text or vectors) or
   definitions; as a plain GET (bookmarkable) or through HTMX, which swaps only the results.
 - /workspaces/{workspace_id}/repos/{repo_id}/code/{path} is the code view that search hits
@@ -38,8 +39,8 @@ from pygments.util import ClassNotFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from hexahub.context import service
-from hexahub.context.models import Repository
+from hexahub.context import findings, scans, service
+from hexahub.context.models import Repository, SecretFinding
 from hexahub.context.schemas import RepoCreate, RepoUpdate
 from hexahub.core.deps import DbSession, RuntimeDep
 from hexahub.core.errors import Conflict, HexaHubError, NotFound, ValidationFailed
@@ -68,6 +69,7 @@ ShortField = Annotated[str, Form(max_length=200)]
 LocationField = Annotated[str, Form(max_length=1000)]
 GlobsField = Annotated[str, Form(max_length=40_000)]
 CredentialField = Annotated[str, Form(max_length=20_000)]
+VaultPathField = Annotated[str, Form(max_length=512)]
 Checkbox = Annotated[str, Form(max_length=10)]
 
 BUSY = ("queued", "indexing", "embedding")
@@ -309,16 +311,19 @@ async def add_repo(
         "index": index == "true",
     }
     try:
-        spec = RepoCreate(
-            name=name.strip(),
-            source=source,
-            location=location.strip(),
-            branch=branch.strip() or None,
-            include=_lines_of(include),
-            exclude=_lines_of(exclude),
-            credential_kind=(credential_kind or None) if credential else None,
-            credential=_credential_value(credential_kind, credential) or None,
-            index=index == "true",
+        # Validated as the API validates a body: a form's strings become its literals.
+        spec = RepoCreate.model_validate(
+            {
+                "name": name.strip(),
+                "source": source,
+                "location": location.strip(),
+                "branch": branch.strip() or None,
+                "include": _lines_of(include),
+                "exclude": _lines_of(exclude),
+                "credential_kind": (credential_kind or None) if credential else None,
+                "credential": _credential_value(credential_kind, credential) or None,
+                "index": index == "true",
+            }
         )
         repo = await service.create_repo(
             db, runtime.settings, access.principal, access.workspace.id, spec
@@ -364,6 +369,24 @@ async def index_repo(
 
 # --- one repository ------------------------------------------------------------------
 
+FINDINGS_SHOWN = 500
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "secret"
+
+
+def finding_view(repo: Repository, row: SecretFinding) -> dict[str, Any]:
+    """A finding as the page shows it: the API's view, where it was seen, a vault path to
+    suggest for a move, and (once moved) how to clean the history."""
+    shown = findings.finding_dict(row)
+    places = [name for name, on in (("tree", row.in_tree), ("history", row.in_history)) if on]
+    shown["where"] = " and ".join(places) or "no longer seen"
+    name = row.path.rsplit("/", 1)[-1]
+    shown["suggested_path"] = f"{_slug(repo.name)}/{_slug(name)}-{_slug(row.rule)}"
+    shown["cleanup"] = findings.history_cleanup(row.path) if row.status == "moved" else None
+    return shown
+
 
 async def _repo_page(
     request: Request,
@@ -377,6 +400,7 @@ async def _repo_page(
     repo = await _repo_in(db, access, repo_id)
     skipped = await service.list_files(runtime, repo, skipped=True, limit=FILES_SHOWN)
     indexed = await service.list_files(runtime, repo, skipped=False, limit=FILES_SHOWN)
+    found = await findings.list_findings(db, repo.id, limit=FINDINGS_SHOWN)
     base = f"/workspaces/{access.workspace.id}"
     return render(
         request,
@@ -399,6 +423,9 @@ async def _repo_page(
                 for path, language, size, _reason in indexed
             ],
             "files_shown": FILES_SHOWN,
+            "findings": [finding_view(repo, row) for row in found],
+            "open_findings": sum(1 for row in found if row.status == "open"),
+            "findings_shown": FINDINGS_SHOWN,
             "search_href": f"{base}/search?" + urlencode({"repo": repo.id}),
             "page_error": error.message if error else "",
         },
@@ -458,6 +485,34 @@ async def update_repo(
         await _recover(db, access)
         return await _repo_page(request, db, runtime, access, repo_id, error=_problem(exc))
     return redirect(f"/workspaces/{access.workspace.id}/repos/{repo.id}?ok=repo_saved")
+
+
+@router.post(
+    "/workspaces/{workspace_id}/repos/{repo_id}/findings/{finding_id}/move-to-vault",
+    dependencies=[CsrfChecked],
+)
+async def move_finding(
+    request: Request,
+    access: WorkspaceAdminPage,
+    db: DbSession,
+    runtime: RuntimeDep,
+    repo_id: str,
+    finding_id: str,
+    vault_path: VaultPathField = "",
+) -> Response:
+    """As POST /api/repos/{id}/findings/{finding_id}/move-to-vault: workspace admins."""
+    repo = await _repo_in(db, access, repo_id)
+    try:
+        await scans.move_to_vault(
+            runtime, db, access, repo, finding_id, vault_path=vault_path.strip()
+        )
+    except HexaHubError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        await _recover(db, access)
+        return await _repo_page(request, db, runtime, access, repo_id, error=exc)
+    target = f"/workspaces/{access.workspace.id}/repos/{repo_id}"
+    return redirect(f"{target}?ok=finding_moved#finding-{finding_id}")
 
 
 @router.get("/workspaces/{workspace_id}/repos/{repo_id}/remove")

@@ -116,3 +116,47 @@ async def mark_older_format(store: Any) -> None:
     else:
         assert isinstance(store, PostgresStore)
         await store.pool.execute("UPDATE ctx.meta SET format = $1", common.INDEX_FORMAT - 1)
+
+
+# --- credentials for the secret-scanning tests ------------------------------------------
+# Built from pieces at run time, so this file itself holds nothing a scanner would flag.
+
+STRIPE_KEY = "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc" + "Qx81ZtWm"
+STRIPE_ENV_KEY = "sk_" + "live_" + "51HbX2pLq9RtYvW0aZc3Ke7N" + "m4Tg"
+AWS_KEY_ID = "AKIA" + "Q3ZT7W2XKDJ5LMNB"
+GITHUB_TOKEN = "ghp_" + "Zq8Xr2Lm5Vt9Wc3Nb7Hd1Kf4Py6Js0Ga2Re5"
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH " + "PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACDq8bV0Yy2ZbQm3P4yKXcK8p9zq2jJ1XxGm8t7L0r5sYQAAAJi0kK9qtJCv\n"
+    "-----END OPENSSH " + "PRIVATE KEY-----\n"
+)
+LEAKY_VALUES = (STRIPE_KEY, STRIPE_ENV_KEY, AWS_KEY_ID)
+
+PAYMENTS_SOURCE = f'''\
+"""Payments through the card processor."""
+
+STRIPE_API_KEY = "{STRIPE_KEY}"
+
+
+def charge_customer(amount, api_key="{STRIPE_KEY}"):
+    """Charge a customer's card for an invoice amount."""
+    return {{"amount": amount, "key": api_key}}
+
+
+AWS_ACCESS_KEY_ID = "{AWS_KEY_ID}"
+'''
+
+
+def write_leaky_project(root: Path) -> Path:
+    """A small repository that committed credentials: a .env file, an SSH key, and a
+    Python module with a Stripe key (twice) and an AWS key id."""
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "payments.py").write_text(PAYMENTS_SOURCE)
+    (root / "app" / "refunds.py").write_text(
+        "def refund_invoice(invoice):\n    return invoice.total * -1\n"
+    )
+    (root / ".env").write_text(f"STRIPE_KEY={STRIPE_ENV_KEY}\nDEBUG=true\n")
+    (root / "deploy").mkdir()
+    (root / "deploy" / "id_ed25519").write_text(PRIVATE_KEY)
+    return root

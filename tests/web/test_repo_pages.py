@@ -26,7 +26,7 @@ from hexahub.context.answers import code_url
 from hexahub.context.models import Repository
 from hexahub.identity.models import Membership, Role
 from hexahub.web import rendering, repo_pages
-from tests.context.helpers import write_project
+from tests.context.helpers import LEAKY_VALUES, write_leaky_project, write_project
 from tests.identity.conftest import make_person
 from tests.web.test_identity_pages import (
     Browser,
@@ -516,3 +516,78 @@ async def test_an_expired_session_sends_htmx_requests_to_the_login_page(
     assert response.status_code == 200
     assert response.headers["hx-redirect"] == "/login?next=%2Fworkspaces%2Fw%2Frepos"
     assert response.text == ""
+
+
+# --- secret findings -----------------------------------------------------------------
+
+
+async def test_findings_show_on_the_repository_page_and_an_admin_moves_one_to_the_vault(
+    app_client: httpx.AsyncClient, admin: Browser, other: Browser, tmp_path: Path
+) -> None:
+    root = write_leaky_project(tmp_path / "shop")
+    added = await add_through_form(admin, root, "shop")
+    assert added.status_code == 303, added.text
+    await wait_until_settled(admin)
+    ws = admin.person.workspace_id
+    repo = await the_repo(app_client, ws, "shop")
+    page_url = f"/workspaces/{ws}/repos/{repo.id}"
+
+    page = await admin.get(page_url)
+    assert page.status_code == 200
+    no_inline_code(page)
+    for value in LEAKY_VALUES:
+        assert value not in page.text
+    table = page.text[page.text.index('id="findings-table"') :]
+    table = table[: table.index("</table>")]
+    assert "(4 open)" in page.text
+    for where in (".env:1", "app/payments.py:3", "app/payments.py:11", "deploy/id_ed25519:1"):
+        assert where in table, where
+    assert "Stripe Access Key" in table and "AWS Access Key" in table
+    assert table.count("Move to vault") == 4
+    skipped = page.text[page.text.index('id="skipped-table"') :]
+    assert "secrets file" in skipped[: skipped.index("</table>")]
+
+    # The code view shows the marker where the key was.
+    code = await admin.get(f"{page_url}/code/app/payments.py")
+    assert code.status_code == 200
+    assert "[secret redacted: Stripe Access Key]" in html.unescape(code.text)
+    for value in LEAKY_VALUES:
+        assert value not in code.text
+    assert (await admin.get(f"{page_url}/code/.env")).status_code == 404
+
+    # A viewer sees where, never a form to move.
+    await add_directly(app_client, ws, other.person, Role.viewer)
+    seen = await other.get(page_url)
+    assert seen.status_code == 200 and "app/payments.py:11" in seen.text
+    assert "move-to-vault" not in seen.text
+    async with runtime_of(app_client).db.sessions() as db:
+        from hexahub.context import findings
+
+        rows = await findings.list_findings(db, repo.id)
+    env_finding = next(row for row in rows if row.path == ".env")
+    move_url = f"{page_url}/findings/{env_finding.id}/move-to-vault"
+    assert (await other.submit(move_url, {"vault_path": "x/y"})).status_code == 403
+
+    # A path the vault refuses keeps the page, with why.
+    refused = await admin.submit(move_url, {"vault_path": "no//good"})
+    assert refused.status_code == 422 and "vault_path" in html.unescape(refused.text)
+    assert "(4 open)" in refused.text
+
+    moved = await admin.submit(move_url, {"vault_path": "shop/stripe-env"})
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"{page_url}?ok=finding_moved#finding-{env_finding.id}"
+    after = await admin.get(moved.headers["location"])
+    text = html.unescape(after.text)
+    assert "(3 open)" in text and "shop/stripe-env" in text
+    assert "git filter-repo --invert-paths --path .env" in text
+    assert "bfg --delete-files .env" in text
+    assert after.text.count("Move to vault") == 3
+    for value in LEAKY_VALUES:
+        assert value not in after.text
+
+    # The dashboard counts open findings for the workspace's admins only.
+    home = await admin.get(f"/?workspace={ws}")
+    assert home.status_code == 200 and 'id="secret-findings"' in home.text
+    assert "3 open" in home.text
+    viewer_home = await other.get(f"/?workspace={ws}")
+    assert viewer_home.status_code == 200 and 'id="secret-findings"' not in viewer_home.text

@@ -48,6 +48,7 @@ from hexahub.context.types import (
     StoreCounts,
     SymbolHit,
 )
+from hexahub.core.files import prepare_sqlite_file
 
 T = TypeVar("T")
 
@@ -212,7 +213,7 @@ class SqliteStore:
         return conn
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(self.path)  # 0600, so its -wal and -shm are 0600 too
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
         (version,) = conn.execute("PRAGMA user_version").fetchone()
