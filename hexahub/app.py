@@ -13,9 +13,11 @@ from hexahub import __version__
 from hexahub.chat import api as chat_api
 from hexahub.chat import replies as chat_replies
 from hexahub.context import api as context_api
+from hexahub.context import inject as context_inject
 from hexahub.core.errors import install_error_handlers
 from hexahub.core.health import router as health_router
 from hexahub.core.http import RequestContextMiddleware
+from hexahub.core.openapi import install_openapi
 from hexahub.core.runtime import Runtime
 from hexahub.gateway import admin_api as gateway_admin_api
 from hexahub.gateway import api as gateway_api
@@ -23,7 +25,7 @@ from hexahub.gateway.engine import Gateway
 from hexahub.identity import api as identity_api
 from hexahub.identity import oidc
 from hexahub.identity.keys import KeyUsage
-from hexahub.identity.limits import Limiter, RateLimitMiddleware
+from hexahub.identity.limits import EXEMPT_PATHS, Limiter, RateLimitMiddleware
 from hexahub.settings import Settings, get_settings
 from hexahub.vault import api as vault_api
 from hexahub.web import chat_pages, dashboard, gateway_pages, pages, repo_pages, vault_pages
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Before the queue: background tasks (indexing) use this gateway too.
         app.state.gateway = await Gateway.start(runtime)
         runtime.services["gateway"] = app.state.gateway
+        context_inject.register(app.state.gateway)  # workspace context on /v1 requests
         async with runtime.db.sessions() as db:
             await chat_replies.fail_interrupted(db)
         # API replicas in broker mode only hand work to `hexahub worker` processes.
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app, unlimited_paths=EXEMPT_PATHS)
     # Inside CORS, so a 429 still carries the CORS headers a browser needs to read it.
     app.add_middleware(RateLimitMiddleware)
     if settings.cors_origins:

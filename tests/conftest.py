@@ -40,9 +40,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
         if name.startswith("HEXAHUB_") and not name.startswith("HEXAHUB_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    # Rich wraps CLI output to the terminal's width, which differs between a developer's
-    # terminal, CI and parallel test workers (longer temporary paths, no terminal at all).
-    monkeypatch.setenv("COLUMNS", "200")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
