@@ -14,13 +14,14 @@ from hexahub.chat import api as chat_api
 from hexahub.chat import replies as chat_replies
 from hexahub.context import api as context_api
 from hexahub.context import inject as context_inject
-from hexahub.core.errors import install_error_handlers
+from hexahub.core.errors import install_error_handlers, register_error_shape
 from hexahub.core.health import router as health_router
 from hexahub.core.http import RequestContextMiddleware
 from hexahub.core.openapi import install_openapi
 from hexahub.core.runtime import Runtime
 from hexahub.gateway import admin_api as gateway_admin_api
 from hexahub.gateway import api as gateway_api
+from hexahub.gateway import errors as gateway_errors
 from hexahub.gateway.engine import Gateway
 from hexahub.identity import api as identity_api
 from hexahub.identity import oidc
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Errors answered before routing (the per-IP limit) in the shape each API's clients read.
+    register_error_shape(app, "/v1", gateway_errors.openai_error)
+    register_error_shape(app, "/v1/messages", gateway_errors.anthropic_error)
     install_openapi(app, unlimited_paths=EXEMPT_PATHS)
     # Inside CORS, so a 429 still carries the CORS headers a browser needs to read it.
     app.add_middleware(RateLimitMiddleware)

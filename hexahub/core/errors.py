@@ -9,6 +9,7 @@ and answered with a generic 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope
 
 log = logging.getLogger("hexahub.errors")
 
@@ -182,6 +184,32 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # with the request id) everything raised inside it.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", INTERNAL_ERROR_MESSAGE), status_code=500)
+
+
+ErrorShape = Callable[[Exception], JSONResponse]
+
+
+def register_error_shape(app: FastAPI, prefix: str, shape: ErrorShape) -> None:
+    """Answer errors raised outside routing (the per-IP limit, say) on paths under
+    `prefix` in another shape: the /v1 APIs register their clients' shapes here, so core
+    need not know them. The longest matching prefix wins."""
+    shapes: list[tuple[str, ErrorShape]] = getattr(app.state, "error_shapes", [])
+    shapes = sorted([*shapes, (prefix, shape)], key=lambda item: -len(item[0]))
+    app.state.error_shapes = shapes
+
+
+def error_response(scope: Scope, exc: HexaHubError) -> JSONResponse:
+    """The answer to `exc` for a request that never reached its route."""
+    path = scope.get("path", "")
+    state = getattr(scope.get("app"), "state", None)
+    for prefix, shape in getattr(state, "error_shapes", []):
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return shape(exc)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,10 +18,9 @@ import math
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hexahub.core.errors import RateLimited, error_body
+from hexahub.core.errors import RateLimited, error_response
 from hexahub.core.ratelimit import Clock, TokenBucket, WindowCounter
 from hexahub.core.shared import SharedState
 from hexahub.settings import Settings
@@ -154,12 +153,7 @@ class RateLimitMiddleware:
             try:
                 await limiter.check_ip(client[0] if client else "")
             except RateLimited as exc:
-                response = JSONResponse(
-                    error_body(exc.code, exc.message),
-                    status_code=exc.status_code,
-                    headers=exc.headers,
-                )
-                await response(scope, receive, send)
+                await error_response(scope, exc)(scope, receive, send)
                 return
             except (RedisError, OSError):
                 log.warning("rate limit not checked: shared state unreachable", exc_info=True)

@@ -417,3 +417,26 @@ async def test_rate_limit_is_shared_across_two_app_instances_on_one_redis(
             redis = Redis.from_url(REDIS_URL)
             await redis.delete(f"hexahub:ratelimit:ip:{ip}")
             await redis.aclose()
+
+
+async def test_the_ip_limit_answers_each_api_in_its_clients_shape(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A refusal made before routing still reaches an SDK in the shape it parses: OpenAI's
+    under /v1, Anthropic's on /v1/messages, HexaHub's elsewhere."""
+    settings = make_settings(tmp_path, database_url=sqlite_url, rate_limit_ip_per_minute=1)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client(app) as http:
+        assert (await http.get("/api/me")).status_code == 401  # the one request allowed
+        openai_shaped = await http.post("/v1/chat/completions", json={})
+        anthropic_shaped = await http.post("/v1/messages", json={})
+        hexahub_shaped = await http.get("/api/me")
+    for answer in (openai_shaped, anthropic_shaped, hexahub_shaped):
+        assert answer.status_code == 429, answer.text
+        assert int(answer.headers["retry-after"]) >= 1
+    error = openai_shaped.json()["error"]
+    assert error["type"] and error["code"] == "rate_limited" and "IP address" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert anthropic_shaped.json()["type"] == "error"
+    assert anthropic_shaped.json()["error"]["type"] == "rate_limit_error"
+    assert hexahub_shaped.json()["error"]["code"] == "rate_limited"
