@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from hexahub.core.bodies import JsonBody
 from hexahub.core.deps import DbSession
-from hexahub.core.errors import NotFound, ValidationFailed
+from hexahub.core.errors import NotFound
 from hexahub.core.timestamps import Timestamp
 from hexahub.gateway import service, usage
 from hexahub.gateway.config import ModelSpec, ProviderSpec
@@ -320,9 +320,6 @@ async def workspace_usage(
     group_by: GroupBy = "model",
     bucket: Annotated[Literal["hour", "day"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(f"{name}: give a time zone, e.g. 2026-01-31T00:00:00Z")
     await _gateway(request).usage.flush()
     return await usage.summary(
         db,
