@@ -47,6 +47,7 @@ from hexahub.core.runtime import Runtime
 from hexahub.identity import audit
 from hexahub.identity.authz import Principal
 from hexahub.settings import Settings
+from hexahub.vault import service as vault
 
 log = logging.getLogger("hexahub.context")
 
@@ -188,7 +189,7 @@ def _check_local_path(settings: Settings, principal: Principal | None, location:
 
 
 def _seal_credential(settings: Settings, repo_id: str, value: str) -> str:
-    if value.startswith("vault://"):
+    if vault.is_reference(value):
         return value  # resolved (and audited) by the vault at each fetch
     return seal(settings.resolved_secret_key(), value, context=f"repo-credential:{repo_id}")
 
@@ -406,9 +407,7 @@ async def repo_credential(
     """The repository's git credential, from its sealed value or the vault (audited)."""
     if not repo.credential_sealed or not repo.credential_kind:
         return None
-    if repo.credential_sealed.startswith("vault://"):
-        from hexahub.vault import service as vault
-
+    if vault.is_reference(repo.credential_sealed):
         resolved = await vault.resolve_reference(
             db,
             runtime.settings,

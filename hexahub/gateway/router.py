@@ -63,12 +63,6 @@ class DeploymentState:
 
 
 @dataclass
-class Attempt:
-    deployment: DeploymentView
-    provider: ModelProvider
-
-
-@dataclass
 class Outcome:
     """What served a request, after how many tries."""
 

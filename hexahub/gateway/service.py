@@ -26,6 +26,7 @@ from hexahub.identity import audit
 from hexahub.identity.authz import WorkspaceAccess
 from hexahub.localmodels import builtin, registry, shipped
 from hexahub.settings import Settings
+from hexahub.vault import service as vault
 
 log = logging.getLogger("hexahub.gateway")
 
@@ -37,14 +38,14 @@ def _seal_context(provider_name: str) -> str:
 def seal_api_key(secret_key: str, provider_name: str, api_key: str | None) -> str | None:
     if not api_key:
         return None
-    if api_key.startswith("vault://"):
+    if vault.is_reference(api_key):
         return api_key  # resolved when used; the value never lands in this table
     return crypto.seal(secret_key, api_key, context=_seal_context(provider_name))
 
 
 def open_api_key(secret_key: str, provider: Provider) -> str | None:
     stored = provider.api_key_sealed
-    if not stored or stored.startswith("vault://"):
+    if not stored or vault.is_reference(stored):
         return stored
     return crypto.unseal(secret_key, stored, context=_seal_context(provider.name))
 
@@ -130,7 +131,7 @@ def provider_dict(provider: Provider) -> dict[str, Any]:
         "has_api_key": bool(provider.api_key_sealed),
         "api_key_source": (
             "vault"
-            if (provider.api_key_sealed or "").startswith("vault://")
+            if vault.is_reference(provider.api_key_sealed or "")
             else "sealed"
             if provider.api_key_sealed
             else None
@@ -394,9 +395,8 @@ async def provider_api_key(db: AsyncSession, settings: Settings, provider: Provi
     """A provider's key in clear, for the router only: unsealed, or read from the vault
     when it is a vault:// reference (each read is audited there)."""
     stored = open_api_key(settings.resolved_secret_key(), provider)
-    if not stored or not stored.startswith("vault://"):
+    if not stored or not vault.is_reference(stored):
         return stored
-    from hexahub.vault import service as vault
 
     try:
         value = await vault.resolve_reference(

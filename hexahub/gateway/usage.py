@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hexahub.core.db import new_id, utcnow
@@ -224,10 +224,6 @@ async def summary(
         entry["cost_usd"] = round(entry["cost_usd"], 6)
         result.append(entry)
     return sorted(result, key=lambda e: (e["bucket"] or "", str(e["group"])))
-
-
-async def count_records(db: AsyncSession) -> int:
-    return int(await db.scalar(select(func.count()).select_from(UsageRecord)) or 0)
 
 
 def default_since(days: int = 30) -> datetime:
