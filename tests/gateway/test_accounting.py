@@ -4,7 +4,6 @@ the embedding a `+context` request needed. Also the configured default max_token
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import openai
 import pytest
 
 from hexahub.gateway.usage import cost_usd
-from tests.context.helpers import write_project
+from tests.context.helpers import wait_for_index, write_project
 from tests.gateway.conftest import Hub, hub_settings, models_file, running_hub
 from tests.gateway.standins import behaviour
 from tests.gateway.standins.server import StandinServer
@@ -77,19 +76,15 @@ def context_hub(
         yield hub
 
 
-def index_project(hub: Hub, root: Path) -> None:
+async def index_project(hub: Hub, root: Path) -> None:
     created = hub.api(
         "POST", "/api/repos", json={"name": "demo", "source": "path", "location": str(root)}
     )
     assert created.status_code == 201, created.text
-    deadline = time.monotonic() + 120
-    while True:
-        repo = hub.api("GET", f"/api/repos/{created.json()['id']}").json()
-        if repo["state"] in ("ready", "failed"):
-            assert repo["state"] == "ready", repo
-            return
-        assert time.monotonic() < deadline, f"index did not finish in time: {repo}"
-        time.sleep(0.05)
+    headers = {"Authorization": f"Bearer {hub.admin_token}"}
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
+        repo = await wait_for_index(client, headers, created.json()["id"])
+    assert repo["state"] == "ready", repo
 
 
 # The query is embedded only where the index has vectors: SQLite's always does, while the
@@ -99,7 +94,7 @@ async def test_context_embedding_is_part_of_the_request_record(
     context_hub: Hub, openai_upstream: StandinServer, tmp_path: Path
 ) -> None:
     hub = context_hub
-    index_project(hub, write_project(tmp_path / "project"))
+    await index_project(hub, write_project(tmp_path / "project"))
     embeddings_before = len(openai_upstream.state.requests_to("/v1/embeddings"))
     question = "How is the invoice total with tax computed?"
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:

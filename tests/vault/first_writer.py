@@ -1,10 +1,10 @@
 """A replica's first writes, for test_first_use: run as its own process.
 
-    python -m tests.vault.first_writer SETTINGS_JSON WORKSPACE_ID PREFIX WRITERS GO_FILE
+    python -m tests.vault.first_writer SETTINGS_JSON WORKSPACE_ID PREFIX WRITERS
 
-Connects, says `ready`, waits for GO_FILE to appear (so every replica starts writing at
-the same moment), writes WRITERS secrets at once and prints one JSON line: each write's
-outcome, "ok" or the error's class and message.
+Connects, says `ready`, waits for the line `go` on its standard input (so every replica
+starts writing at the same moment), writes WRITERS secrets at once and prints one JSON
+line: each write's outcome, "ok" or the error's class and message.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
-from pathlib import Path
 
 from hexahub.core.db import Database
 from hexahub.core.errors import HexaHubError
@@ -23,15 +21,16 @@ from hexahub.vault import service
 START_TIMEOUT = 60.0
 
 
-async def main(settings: Settings, workspace_id: str, prefix: str, writers: int, go: Path) -> None:
+async def main(settings: Settings, workspace_id: str, prefix: str, writers: int) -> None:
     database = Database(settings)
     await database.ping()
     print("ready", flush=True)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not go.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("the test never said go")
-        await asyncio.sleep(0.001)
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(sys.stdin.readline), START_TIMEOUT)
+    except TimeoutError:
+        raise SystemExit("the test never said go") from None
+    if line.strip() != "go":
+        raise SystemExit(f"expected 'go', got {line!r}")
 
     async def write(number: int) -> str:
         async with database.sessions() as db:
@@ -54,5 +53,5 @@ async def main(settings: Settings, workspace_id: str, prefix: str, writers: int,
 
 
 if __name__ == "__main__":
-    values, workspace, prefix, count, go_file = sys.argv[1:6]
-    asyncio.run(main(Settings(**json.loads(values)), workspace, prefix, int(count), Path(go_file)))
+    values, workspace, prefix, count = sys.argv[1:5]
+    asyncio.run(main(Settings(**json.loads(values)), workspace, prefix, int(count)))

@@ -148,7 +148,6 @@ async def test_replica_processes_sharing_a_data_directory_share_one_key(
         "data_dir": str(shared),
         "secret_key": settings.resolved_secret_key(),
     }
-    go = tmp_path / "go"
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -158,7 +157,7 @@ async def test_replica_processes_sharing_a_data_directory_share_one_key(
             space.workspace_id,
             f"proc{p}",
             str(PROCESS_WRITERS),
-            str(go),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=str(ROOT),
         )
@@ -169,7 +168,9 @@ async def test_replica_processes_sharing_a_data_directory_share_one_key(
             assert process.stdout is not None
             line = await asyncio.wait_for(process.stdout.readline(), PROCESS_TIMEOUT)
             assert line.strip() == b"ready", line
-        go.touch()
+        for process in processes:  # every replica is connected: all start at once
+            assert process.stdin is not None
+            process.stdin.write(b"go\n")
         results = await asyncio.wait_for(
             asyncio.gather(*(p.communicate() for p in processes)), PROCESS_TIMEOUT
         )
